@@ -1,0 +1,179 @@
+"""Class Activation Maps (Zhou et al., CVPR 2016) for networks that end in GAP + a linear classifier.
+
+Depends on torch alone.
+
+For a last feature map ``f`` (D x H x W) and a classifier with weights ``W`` (C x D) and bias ``b`` (C):
+
+.. math::  M_c(i, j) = W_c \\cdot f(i, j) + b_c, \\qquad
+           \\frac{1}{HW}\\sum_{ij} M_c(i, j) = W_c \\cdot \\bar f + b_c = \\mathrm{logit}_c
+
+No ReLU and no normalisation: these are the raw maps the HNC loss works on. For display use
+:func:`upsample_cams` and :func:`normalize_cams` (or :func:`shared_scale` to compare models on one scale).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["compute_cams", "unpack_classifier", "upsample_cams", "normalize_cams", "shared_scale"]
+
+Classifier = Union[nn.Linear, Tuple[Tensor, Optional[Tensor]]]
+
+
+def unpack_classifier(classifier: Classifier) -> Tuple[Tensor, Optional[Tensor]]:
+    """Return ``(weight (C, D), bias (C,) or None)`` of an ``nn.Linear`` head or a ``(weight, bias)`` pair.
+
+    Raises:
+        TypeError: anything else.
+        ValueError: a weight that is not 2-D or a bias of the wrong shape.
+    """
+    if isinstance(classifier, nn.Linear):
+        return classifier.weight, classifier.bias
+    if isinstance(classifier, (tuple, list)) and len(classifier) == 2 and isinstance(classifier[0], Tensor):
+        weight, bias = classifier
+        if weight.dim() != 2:
+            raise ValueError(f"classifier weight must be (C, D), got shape {tuple(weight.shape)}")
+        if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+            raise ValueError(f"classifier bias must be (C,) = ({weight.shape[0]},), got {tuple(bias.shape)}")
+        return weight, bias
+    raise TypeError(
+        "classifier must be the model's nn.Linear head (e.g. model.fc) or a (weight, bias) pair, "
+        f"got {type(classifier).__name__}"
+    )
+
+
+def compute_cams(
+    features: Tensor,
+    classifier: Classifier,
+    classes: Optional[Union[Tensor, Sequence[int], int]] = None,
+) -> Tensor:
+    """CAMs ``M_c = W_c . f + b_c`` for all classes or only for chosen ones.
+
+    Building only the classes you need costs ``B * k * D * H * W`` instead of ``B * C * D * H * W``
+    multiply-adds, which matters for 1000-class heads.
+
+    Args:
+        features: ``(B, D, H, W)`` last feature map, before global average pooling.
+        classifier: the ``nn.Linear(D, C)`` head, or a ``(weight, bias)`` pair (``bias`` may be ``None``).
+        classes: ``None`` for all ``C`` classes; an int or a sequence / 1-D tensor of ``k`` class ids shared
+            by every image; or a ``(B, k)`` integer tensor of per-image class ids (e.g. the ground truth
+            and the top negatives of each image).
+
+    Returns:
+        ``(B, C, H, W)`` for ``classes=None``, else ``(B, k, H, W)`` in the order given.
+
+    Raises:
+        ValueError: features that are not 4-D, a width that does not match the classifier, class ids out of
+            range, or per-image ids whose batch size differs from the features'.
+    """
+    weight, bias = unpack_classifier(classifier)
+    if not isinstance(features, Tensor) or features.dim() != 4:
+        shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+        raise ValueError(f"features must have shape (B, D, H, W) (the last feature map), got {shape}")
+    if features.shape[1] != weight.shape[1]:
+        raise ValueError(
+            f"features have D = {features.shape[1]} channels but the classifier expects {weight.shape[1]} "
+            "inputs; pass the feature map that feeds the global average pooling"
+        )
+    num_classes = weight.shape[0]
+    if classes is None:
+        cams = torch.einsum("cd,bdhw->bchw", weight, features)
+        return cams if bias is None else cams + bias[None, :, None, None]
+    index = torch.as_tensor(classes, device=weight.device)
+    if index.dtype.is_floating_point or index.dtype == torch.bool:
+        raise ValueError(f"classes must be integer class ids, got dtype {index.dtype}")
+    index = index.long()
+    if index.dim() == 0:
+        index = index[None]
+    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= num_classes):
+        raise ValueError(
+            f"class ids must lie in [0, {num_classes - 1}], got values in [{int(index.min())}, {int(index.max())}]"
+        )
+    if index.dim() == 1:
+        cams = torch.einsum("kd,bdhw->bkhw", weight[index], features)
+        return cams if bias is None else cams + bias[index][None, :, None, None]
+    if index.dim() == 2:
+        if index.shape[0] != features.shape[0]:
+            raise ValueError(
+                f"per-image class ids must have shape (B, k) with B = {features.shape[0]}, got {tuple(index.shape)}"
+            )
+        cams = torch.einsum("bkd,bdhw->bkhw", weight[index], features)
+        return cams if bias is None else cams + bias[index][:, :, None, None]
+    raise ValueError(f"classes must be None, an int, a (k,) or a (B, k) tensor, got shape {tuple(index.shape)}")
+
+
+def upsample_cams(cams: Tensor, size: Union[int, Tuple[int, int]], mode: str = "bilinear") -> Tensor:
+    """Resize ``(B, K, h, w)`` (or ``(K, h, w)`` / ``(h, w)``) maps to the image size for display or
+    localization. Bilinear with ``align_corners=False`` keeps the mean of the map (up to edge effects).
+    """
+    if isinstance(size, int):
+        size = (size, size)
+    dims = cams.dim()
+    if dims not in (2, 3, 4):
+        raise ValueError(f"cams must be (h, w), (K, h, w) or (B, K, h, w), got shape {tuple(cams.shape)}")
+    x = cams
+    while x.dim() < 4:
+        x = x.unsqueeze(0)
+    kwargs = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
+    out = F.interpolate(x.float(), size=size, mode=mode, **kwargs)
+    while out.dim() > dims:
+        out = out.squeeze(0)
+    return out
+
+
+def shared_scale(maps: Iterable[Tensor], symmetric: bool = True, quantile: Optional[float] = None) -> Tuple[float, float]:
+    """One ``(vmin, vmax)`` for several sets of maps, so that figures comparing models use one colour scale.
+
+    Args:
+        maps: tensors of any shape (e.g. the CAMs of a CE model and of an HNC model).
+        symmetric: centre the scale on zero (``-m, m`` with ``m`` the largest absolute value): negative
+            evidence and positive evidence get the same colour depth.
+        quantile: use this quantile of the absolute values (e.g. 0.99) instead of the maximum, to keep one
+            outlier from washing out the rest.
+    """
+    flat = torch.cat([m.detach().float().flatten().cpu() for m in maps])
+    if flat.numel() == 0:
+        raise ValueError("shared_scale needs at least one non-empty map")
+    if symmetric:
+        a = flat.abs()
+        m = float(a.quantile(quantile)) if quantile is not None else float(a.max())
+        m = m if m > 0 else 1.0
+        return -m, m
+    if quantile is not None:
+        lo, hi = float(flat.quantile(1 - quantile)), float(flat.quantile(quantile))
+    else:
+        lo, hi = float(flat.min()), float(flat.max())
+    if hi <= lo:
+        hi = lo + 1.0
+    return lo, hi
+
+
+def normalize_cams(
+    cams: Tensor,
+    mode: str = "per_map",
+    scale: Optional[Tuple[float, float]] = None,
+    eps: float = 1e-8,
+) -> Tensor:
+    """Map CAMs to ``[0, 1]`` for display.
+
+    Args:
+        cams: ``(..., H, W)`` maps.
+        mode: ``"per_map"`` stretches each map to ``[0, 1]`` on its own (hides magnitude differences: an
+            almost flat negative CAM looks as bright as a peaked one); ``"shared"`` uses one scale for
+            all maps, ``scale`` if given, else the min and max over ``cams``. An all-constant map gives 0
+            instead of dividing by zero.
+        scale: ``(vmin, vmax)`` for ``"shared"``, e.g. from :func:`shared_scale` over several models.
+    """
+    x = cams.detach().float()
+    if mode == "per_map":
+        lo = x.amin(dim=(-2, -1), keepdim=True)
+        hi = x.amax(dim=(-2, -1), keepdim=True)
+        return (x - lo) / (hi - lo).clamp_min(eps)
+    if mode == "shared":
+        lo, hi = scale if scale is not None else (float(x.min()), float(x.max()))
+        return ((x - lo) / max(hi - lo, eps)).clamp(0.0, 1.0)
+    raise ValueError(f"mode must be 'per_map' or 'shared', got {mode!r}")

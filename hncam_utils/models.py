@@ -1,0 +1,197 @@
+"""Models whose forward gives ``(logits, features)``: what CAMs and the HNC loss need.
+
+Every model here ends in global average pooling (GAP) and a linear classifier, so
+``logits = classifier(features.mean((2, 3)))`` equals the spatial mean of the CAMs (see :mod:`hncam_utils.cam`).
+
+* :class:`CAMNet`: any feature extractor ``body`` + ``nn.Linear`` head.
+* :class:`TorchvisionCAM`: wraps a torchvision ResNet-family model (ResNet, ResNeXt, Wide ResNet, RegNet)
+  without copying or changing its weights; the original model stays inside as ``.model``, so
+  ``wrapped.model.load_state_dict(torchvision_state_dict)`` loads pretrained weights unchanged.
+* :func:`cifar_resnet18`: ResNet-18 with a 3x3 stem and no max-pool, for 32x32 inputs (4x4 CAMs).
+* :func:`digits_cnn`: the small (about 70k parameters) GAP CNN for Cluttered Digits (12x12 CAMs on 48x48).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from .cam import compute_cams
+
+__all__ = [
+    "CAMOutput",
+    "GAPClassifier",
+    "CAMNet",
+    "TorchvisionCAM",
+    "LogitsOnly",
+    "cifar_resnet18",
+    "digits_cnn",
+    "build_model",
+    "MODELS",
+    "unwrap",
+]
+
+
+class CAMOutput(NamedTuple):
+    """What a CAM-ready model returns: ``logits`` (B, C) and the last ``features`` map (B, D, H, W)."""
+
+    logits: Tensor
+    features: Tensor
+
+
+class GAPClassifier(nn.Module):
+    """Base class: subclasses implement :meth:`forward_features` and set ``self.classifier`` (``nn.Linear``)."""
+
+    classifier: nn.Linear
+
+    def forward_features(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> CAMOutput:
+        features = self.forward_features(x)
+        logits = self.classifier(features.mean(dim=(2, 3)))
+        return CAMOutput(logits, features)
+
+    @property
+    def num_classes(self) -> int:
+        return self.classifier.out_features
+
+    def cams(self, x: Tensor, classes: Optional[Union[Tensor, Sequence[int], int]] = None) -> Tensor:
+        """CAMs of images ``x`` for all classes or the chosen ``classes`` (see :func:`compute_cams`)."""
+        return compute_cams(self.forward_features(x), self.classifier, classes)
+
+
+class CAMNet(GAPClassifier):
+    """``body`` (images -> ``(B, D, H, W)``) followed by GAP and ``nn.Linear(D, num_classes)``.
+
+    Args:
+        body: the feature extractor.
+        classifier: the linear head; its ``in_features`` must equal the body's output channels ``D``.
+    """
+
+    def __init__(self, body: nn.Module, classifier: nn.Linear) -> None:
+        super().__init__()
+        if not isinstance(classifier, nn.Linear):
+            raise TypeError(f"classifier must be nn.Linear, got {type(classifier).__name__}")
+        self.body = body
+        self.classifier = classifier
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
+class TorchvisionCAM(GAPClassifier):
+    """Make a torchvision-style CNN return ``(logits, features)`` without touching its weights.
+
+    Works for models whose children run in order and end with ``avgpool`` (global average pooling) then
+    ``fc`` (``nn.Linear``): the ResNet family (``resnet*``, ``resnext*``, ``wide_resnet*``) and ``regnet_*``.
+    The features are the input of ``avgpool``; the logits are ``fc(mean(features))``, identical to
+    ``model(x)``.
+
+    Args:
+        model: e.g. ``torchvision.models.resnet50(weights=ResNet50_Weights.DEFAULT)``.
+
+    Raises:
+        TypeError: a model without the ``avgpool`` + ``fc: nn.Linear`` ending, or whose ``avgpool`` is not
+            a global average pooling.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        names = [name for name, _ in model.named_children()]
+        fc = getattr(model, "fc", None)
+        if "avgpool" not in names or not isinstance(fc, nn.Linear) or names[-1] != "fc":
+            raise TypeError(
+                f"{type(model).__name__} does not end in children 'avgpool' then 'fc' (nn.Linear); "
+                "wrap it yourself with CAMNet(body, classifier) where body returns the last feature map"
+            )
+        pool = model.avgpool
+        if not (isinstance(pool, nn.AdaptiveAvgPool2d) and pool.output_size in (1, (1, 1))):
+            raise TypeError(f"model.avgpool must be AdaptiveAvgPool2d(1) (global average pooling), got {pool}")
+        self.model = model
+        self._body_names: List[str] = names[: names.index("avgpool")]
+
+    @property
+    def classifier(self) -> nn.Linear:  # type: ignore[override]
+        return self.model.fc
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        for name in self._body_names:
+            x = getattr(self.model, name)(x)
+        return x
+
+
+class LogitsOnly(nn.Module):
+    """Expose only the logits of a CAM model, for tools that expect ``model(x) -> Tensor`` (Captum)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x).logits
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside ``DistributedDataParallel`` / ``DataParallel`` / ``torch.compile`` wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def cifar_resnet18(num_classes: int = 10) -> TorchvisionCAM:
+    """torchvision's ResNet-18 adapted to 32x32 images: 3x3 stride-1 stem, no max-pool (4x4 CAMs)."""
+    from torchvision.models import resnet18
+
+    model = resnet18(weights=None, num_classes=num_classes)
+    model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    model.maxpool = nn.Identity()
+    return TorchvisionCAM(model)
+
+
+def _conv_bn_relu(cin: int, cout: int) -> List[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+def digits_cnn(num_classes: int = 10, in_channels: int = 1, width: int = 16) -> CAMNet:
+    """The small GAP CNN for Cluttered Digits (about 70k parameters at ``width=16``).
+
+    conv(1->16), max-pool, conv(16->32), conv(32->32), max-pool, conv(32->64), conv(64->64), each conv
+    3x3 + BatchNorm + ReLU; a 48x48 canvas gives a 64 x 12 x 12 feature map (12x12 CAMs); GAP;
+    ``Linear(64, num_classes)``.
+    """
+    w = width
+    body = nn.Sequential(
+        *_conv_bn_relu(in_channels, w),
+        nn.MaxPool2d(2),
+        *_conv_bn_relu(w, 2 * w),
+        *_conv_bn_relu(2 * w, 2 * w),
+        nn.MaxPool2d(2),
+        *_conv_bn_relu(2 * w, 4 * w),
+        *_conv_bn_relu(4 * w, 4 * w),
+    )
+    return CAMNet(body, nn.Linear(4 * w, num_classes))
+
+
+MODELS: Dict[str, Callable[..., GAPClassifier]] = {
+    "digits_cnn": digits_cnn,
+    "cifar_resnet18": cifar_resnet18,
+}
+
+
+def build_model(name: str, num_classes: int, **kwargs) -> GAPClassifier:
+    """Build a registered model by name (``MODELS``).
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return MODELS[name](num_classes=num_classes, **kwargs)

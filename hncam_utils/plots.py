@@ -1,0 +1,131 @@
+"""Figures. Nothing below this module imports it.
+
+Convention: figures that compare models draw every CAM on **one** symmetric colour scale
+(:func:`hncam_utils.cam.shared_scale`) with a diverging colour map (red positive, blue negative), so a
+flat HNC map and a peaked CE map look as different as they are. Per-map normalisation would hide that.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from .cam import shared_scale, upsample_cams
+from .train import History
+
+__all__ = ["plot_history", "plot_cam_grid", "to_display_image", "CAM_CMAP", "LOSS_COLORS"]
+
+CAM_CMAP = "RdBu_r"
+LOSS_COLORS: Dict[str, str] = {"ce": "tab:gray", "hnc_mse": "tab:blue", "hnc_kd": "tab:orange"}
+
+
+def to_display_image(image: Tensor) -> np.ndarray:
+    """``(C, H, W)`` or ``(H, W)`` tensor -> an array ``imshow`` understands, stretched to ``[0, 1]``."""
+    x = image.detach().float().cpu()
+    if x.dim() == 3 and x.shape[0] == 1:
+        x = x[0]
+    if x.dim() == 3:
+        x = x.permute(1, 2, 0)
+    lo, hi = float(x.min()), float(x.max())
+    return ((x - lo) / (hi - lo if hi > lo else 1.0)).numpy()
+
+
+def plot_history(
+    histories: Mapping[str, Sequence[History]],
+    keys: Sequence[str] = ("train_loss", "test_acc"),
+    colors: Optional[Mapping[str, str]] = None,
+    figsize: Optional[Tuple[float, float]] = None,
+) -> Figure:
+    """Training curves: for each label (e.g. a loss), the mean over seeds and a +- 1 std band.
+
+    Args:
+        histories: ``{label: [history of seed 0, history of seed 1, ...]}`` from :func:`hncam_utils.train.fit`.
+        keys: history entries to draw, one panel each (missing ones are skipped).
+        colors: ``{label: colour}``; defaults to :data:`LOSS_COLORS`, then matplotlib's cycle.
+    """
+    colors = {**LOSS_COLORS, **(colors or {})}
+    keys = [k for k in keys if any(k in h for runs in histories.values() for h in runs)]
+    if not keys:
+        raise ValueError("none of the requested keys is in the histories")
+    fig, axes = plt.subplots(1, len(keys), figsize=figsize or (4.2 * len(keys), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for i, (label, runs) in enumerate(histories.items()):
+            runs = [h for h in runs if key in h]
+            if not runs:
+                continue
+            n = min(len(h[key]) for h in runs)
+            vals = np.array([h[key][:n] for h in runs])
+            epochs = np.arange(1, n + 1)
+            mean, std = vals.mean(0), vals.std(0)
+            color = colors.get(label, f"C{i}")
+            ax.plot(epochs, mean, color=color, label=f"{label} (n={len(runs)})", marker="o", ms=3)
+            if len(runs) > 1:
+                ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2)
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_cam_grid(
+    images: Tensor,
+    cams: Mapping[str, Tensor],
+    classes: Mapping[str, Tensor],
+    class_names: Optional[Sequence[str]] = None,
+    scale: Optional[Tuple[float, float]] = None,
+    overlay: bool = True,
+    cell: float = 1.35,
+) -> Figure:
+    """Image, ground-truth CAM and top negative CAMs, for each model, on one shared colour scale.
+
+    Args:
+        images: ``(N, C, H, W)`` images (one row each).
+        cams: ``{model label: (N, 1 + n, h, w)}``: column 0 the ground-truth CAM, then the top-n negatives
+            (e.g. from :func:`hncam_utils.metrics.gt_and_top_negative_cams`).
+        classes: ``{model label: (N, 1 + n)}`` the class of each map, for the titles.
+        class_names: names for class ids (default: the ids).
+        scale: ``(vmin, vmax)``; default: symmetric, from every map of every model.
+        overlay: draw maps over a faint copy of the image.
+    """
+    labels = list(cams)
+    if not labels:
+        raise ValueError("cams is empty")
+    n_img = images.shape[0]
+    per_model = cams[labels[0]].shape[1]
+    for lab in labels:
+        if cams[lab].shape[:2] != (n_img, per_model) or classes[lab].shape != (n_img, per_model):
+            raise ValueError(f"cams[{lab!r}] and classes[{lab!r}] must be ({n_img}, {per_model}, ...) like the others")
+    vmin, vmax = scale if scale is not None else shared_scale(cams.values())
+    size = tuple(images.shape[-2:])
+    ncols = 1 + per_model * len(labels)
+    fig, axes = plt.subplots(n_img, ncols, figsize=(cell * ncols + 0.8, cell * n_img + 0.5), squeeze=False)
+    name = (lambda c: class_names[c]) if class_names is not None else str
+    im = None
+    for r in range(n_img):
+        img = to_display_image(images[r])
+        axes[r][0].imshow(img, cmap="gray")
+        axes[r][0].set_title(f"y = {name(int(classes[labels[0]][r, 0]))}", fontsize=8)
+        for m, lab in enumerate(labels):
+            up = upsample_cams(cams[lab][r].float().cpu(), size)
+            for j in range(per_model):
+                ax = axes[r][1 + m * per_model + j]
+                if overlay:
+                    ax.imshow(img, cmap="gray", alpha=0.35)
+                im = ax.imshow(up[j].numpy(), cmap=CAM_CMAP, vmin=vmin, vmax=vmax, alpha=0.75 if overlay else 1.0)
+                kind = "GT" if j == 0 else f"neg {j}"
+                ax.set_title(f"{lab}\n{kind}: {name(int(classes[lab][r, j]))}" if r == 0 else f"{kind}: {name(int(classes[lab][r, j]))}",
+                             fontsize=7)
+    for ax in np.ravel(axes):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout(rect=(0, 0, 0.93, 1))
+    cax = fig.add_axes((0.945, 0.15, 0.012, 0.7))
+    fig.colorbar(im, cax=cax, label="CAM value (shared scale)")
+    return fig
