@@ -4,7 +4,9 @@ Negative-CAM statistics (per image, then averaged):
 
 * ``neg_peak``: the maximum of the top-1 negative CAM (the non-ground-truth class with the highest logit).
   ``neg_peak_topk``: the mean over the top-k negatives of their maxima.
-* ``neg_ratio``: ``neg_peak / max(gt_peak, eps)`` with ``gt_peak`` the ground-truth CAM's maximum.
+* ``neg_ratio``: ``neg_peak / max(gt_peak, eps)`` with ``gt_peak`` the ground-truth CAM's maximum
+  (per image in :func:`negative_cam_stats`; :func:`evaluate` reports the ratio of the data-set means,
+  which stays finite when an untrained model's ground-truth peak is near zero).
 * ``num_posi``: the official code's statistic, the number of positive CAM pixels over **all** negative
   classes of the image; ``posi_frac`` is the same as a share of those pixels. Beware: under HNC_mse it can
   *rise* while peaks fall, because the loss pulls values toward zero from both sides and they crowd around
@@ -262,6 +264,8 @@ def evaluate(
         raise ValueError("the loader yielded no data")
     logits, targets = torch.cat(all_logits), torch.cat(all_targets)
     result = {key: val / n for key, val in sums.items()}
+    # ratio of means: per-image ratios explode where an untrained model's GT peak is near zero
+    result["neg_ratio"] = sums["neg_peak"] / sums["gt_peak"] if sums["gt_peak"] > 0 else float("nan")
     if targets.dim() == 1:
         ks = (1, 5) if logits.shape[1] >= 5 else (1,)
         acc = topk_accuracy(logits, targets, ks)

@@ -1,0 +1,112 @@
+"""The two ways to install agree, CI runs the README's command, and the package keeps its layers."""
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "hncam_utils"
+CONDA_TO_PIP = {"pytorch": "torch"}
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    tomllib = pytest.importorskip("tomli")
+
+
+def _split(req):
+    m = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", req)
+    return m.group(1).lower().replace("_", "-"), m.group(2).replace(" ", "")
+
+
+def pyproject_requirements():
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    reqs = list(data["project"]["dependencies"])
+    for name, extra in data["project"]["optional-dependencies"].items():
+        reqs += [r for r in extra if not r.startswith("hncam-utils")]
+    return dict(_split(r) for r in reqs)
+
+
+def conda_requirements():
+    deps = {}
+    for line in (ROOT / "environment.yml").read_text().splitlines():
+        m = re.match(r"^\s*-\s+([A-Za-z0-9_.\-]+)(.*)$", line)
+        if m and m.group(1) not in ("python", "pip", "conda-forge"):
+            name = CONDA_TO_PIP.get(m.group(1), m.group(1))
+            deps[name.lower()] = m.group(2).strip().replace(" ", "")
+    return deps
+
+
+def test_environment_yml_and_pyproject_list_the_same_packages_and_floors():
+    assert pyproject_requirements() == conda_requirements()
+
+
+def test_torch_is_a_floor_not_a_pin():
+    reqs = pyproject_requirements()
+    assert reqs["torch"].startswith(">=") and "==" not in "".join(reqs.values())
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = re.findall(r"^(make \w+)$", readme, flags=re.M)
+    assert commands[:2] == ["make course", "make test"], commands[:2]
+    assert re.search(r"^make test$", ci, flags=re.M)
+
+
+def _imports(path):
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            names.add("." * node.level + (node.module or ""))
+    return names
+
+
+def test_the_maths_depends_on_torch_alone():
+    for mod in ("losses.py", "cam.py"):
+        for name in _imports(PKG / mod):
+            assert name.split(".")[0] in ("torch", "typing", "__future__", "") or name in (".cam",), (mod, name)
+
+
+# Which package modules each layer may import (relative names); nothing below imports plots or cli.
+LAYERS = {
+    "cam": set(),
+    "losses": {"cam"},
+    "models": {"cam"},
+    "runtime": set(),
+    "paths": set(),
+    "data": set(),
+    "metrics": {"cam", "losses", "models"},
+    "train": {"losses", "metrics", "models", "runtime", "paths"},
+    "experiments": {"data", "metrics", "models", "train"},
+    "plots": {"cam", "train"},
+    "cli": {"data", "experiments", "metrics", "plots", "runtime", "train"},
+}
+
+
+@pytest.mark.parametrize("module", sorted(LAYERS))
+def test_layering(module):
+    path = PKG / f"{module}.py" if (PKG / f"{module}.py").exists() else PKG / module / "__init__.py"
+    files = [path] if path.name != "__init__.py" else list(path.parent.glob("*.py"))
+    used = set()
+    for f in files:
+        for name in _imports(f):
+            if name.startswith(".") and not name.startswith(".."):
+                target = name.lstrip(".").split(".")[0]
+                if f.parent != PKG and name.startswith(".") and not name.startswith(".."):
+                    continue  # imports inside a sub-package (data/) stay inside it
+                used.add(target)
+            elif name.startswith(".."):
+                used.add(name.lstrip(".").split(".")[0])
+    assert used <= LAYERS[module], f"{module} imports {sorted(used - LAYERS[module])}"
+
+
+def test_no_hard_wired_cuda():
+    for f in PKG.rglob("*.py"):
+        assert ".cuda()" not in f.read_text(), f
