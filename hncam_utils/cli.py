@@ -122,7 +122,7 @@ def _compare(args: argparse.Namespace) -> int:
     histories = {}
     for r in results:
         histories.setdefault(r.label, []).append(r.history)
-    fig = plot_history(histories, keys=("train_loss", "train_hnc", "test_acc"))
+    fig = plot_history(histories, keys=("train_ce", "train_hnc", "test_acc"))
     fig.savefig(args.out / "training_curves.png", dpi=110)
     test_set = ClutteredDigits("test", setting, **overrides)
     idx = torch.arange(min(4, len(test_set)))
