@@ -110,3 +110,18 @@ def test_layering(module):
 def test_no_hard_wired_cuda():
     for f in PKG.rglob("*.py"):
         assert ".cuda()" not in f.read_text(), f
+
+
+def test_readme_loss_snippet_runs():
+    import torch
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Use the loss in your own model", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    torch.manual_seed(0)
+    scope = {"images": torch.randn(2, 3, 64, 64), "labels": torch.tensor([3, 150])}
+    exec(compile(code, "README.md", "exec"), scope)
+    loss = scope["loss"]
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert scope["model"].classifier.weight.grad is not None
