@@ -119,7 +119,9 @@ def upsample_cams(cams: Tensor, size: Union[int, Tuple[int, int]], mode: str = "
     while x.dim() < 4:
         x = x.unsqueeze(0)
     kwargs = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
-    out = F.interpolate(x.float(), size=size, mode=mode, **kwargs)
+    if x.dtype in (torch.float16, torch.bfloat16) or not x.dtype.is_floating_point:
+        x = x.float()
+    out = F.interpolate(x, size=size, mode=mode, **kwargs)
     while out.dim() > dims:
         out = out.squeeze(0)
     return out

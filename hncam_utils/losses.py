@@ -21,6 +21,7 @@ The training objective is ``CE(logits, y) + lambda * HNC``.
 
 from __future__ import annotations
 
+import numbers
 from typing import Optional, Tuple
 
 import torch
@@ -138,7 +139,7 @@ def _check_hparams(k: Optional[int], variant: str, temperature: float) -> None:
     if variant not in VARIANTS:
         raise ValueError(f"unknown HNC variant {variant!r}; choose one of {VARIANTS}")
     if k is not None:
-        if isinstance(k, bool) or not isinstance(k, int):
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
             raise TypeError(f"k must be a positive int or None (all negatives), got {k!r}")
         if k < 1:
             raise ValueError(f"k must be >= 1 (or None for all negatives), got {k}")
@@ -203,7 +204,7 @@ class HNCLoss(nn.Module):
     def __init__(self, k: Optional[int] = None, variant: str = "mse", temperature: float = 1.0) -> None:
         super().__init__()
         _check_hparams(k, variant, temperature)
-        self.k = k
+        self.k = None if k is None else int(k)
         self.variant = variant
         self.temperature = float(temperature)
 
@@ -277,7 +278,8 @@ class HNCLoss(nn.Module):
         num_classes = weight.shape[0]
         _check_k_against_classes(self.k, num_classes)
         positives = positive_mask(targets.to(features.device), num_classes)
-        with torch.no_grad():
+        # rank at full precision: autocast would run F.linear in half precision and could swap near-ties
+        with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
             if logits is None:
                 f32 = _at_least_float32
                 scores = F.linear(f32(features).mean(dim=(2, 3)), f32(weight), None if bias is None else f32(bias))
