@@ -1,0 +1,754 @@
+"""Download, verify and unpack the real data sets (standard library only, plus ``tqdm`` for a progress bar).
+
+In the spirit of pytorch/tutorials' ``.jenkins/download_data.py``, with more care:
+
+* every file is checked against a known MD5 and written atomically: it is streamed to ``<dest>.part`` and
+  renamed onto ``<dest>`` only once complete and verified, so an interrupted or corrupted download never
+  looks like a good file;
+* each data set has a list of mirrors, tried in order, and an override environment variable
+  (``HNCAM_<NAME>_URL``, e.g. ``HNCAM_CUB200_URL``) that is tried first; it may be an ``http(s)://`` URL,
+  a ``file://`` URL or a plain local path;
+* when everything fails, :class:`DownloadError` says what was tried, why each attempt failed (and whether the
+  machine looks offline), the expected checksum, and how to fix it: place the archive by hand at the exact
+  path printed, or set the override variable;
+* archives are unpacked by :func:`safe_extract`, which refuses absolute paths, ``..``, links leaving the
+  destination and device files, and unpacks into a temporary folder that is renamed into place at the end.
+
+Use :func:`fetch_dataset` (``fetch_dataset("cifar10")``) or the scripts in ``data_scripts/``.
+The archives live in ``data_home() / "data"`` unless told otherwise (see :func:`hncam_utils.paths.data_home`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import errno
+import hashlib
+import os
+import posixpath
+import shutil
+import socket
+import ssl
+import stat
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+import zipfile
+from dataclasses import dataclass
+from http.client import HTTPException
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+from .paths import data_home
+
+__all__ = [
+    "DATASETS",
+    "ChecksumError",
+    "DatasetSpec",
+    "DownloadError",
+    "UnsafeArchiveError",
+    "data_home",
+    "default_root",
+    "download_url",
+    "fetch_dataset",
+    "get_spec",
+    "md5sum",
+    "safe_extract",
+    "verify_file",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+USER_AGENT = "hncam_utils (+https://github.com/; Python urllib)"
+_CHUNK = 1 << 20
+
+
+# --------------------------------------------------------------------------------------------- errors
+
+
+class DownloadError(RuntimeError):
+    """No mirror delivered a file with the expected checksum.
+
+    Attributes:
+        dest: where the file was to be written (and where it may be placed by hand).
+        md5: the expected MD5, or ``None`` when none was given.
+        attempts: ``(url, reason)`` for every source tried, in order.
+    """
+
+    def __init__(self, message: str, *, dest: Path, md5: Optional[str], attempts: Sequence[Tuple[str, str]]):
+        super().__init__(message)
+        self.dest = dest
+        self.md5 = md5
+        self.attempts = list(attempts)
+
+
+class ChecksumError(ValueError):
+    """A file's MD5 differs from the expected one.
+
+    Attributes:
+        path: the file. expected / actual: the two MD5s (lower-case hex).
+    """
+
+    def __init__(self, message: str, *, path: Path, expected: str, actual: str):
+        super().__init__(message)
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+
+
+class UnsafeArchiveError(ValueError):
+    """An archive member would be written outside the destination, or is a link/device that is not allowed.
+
+    Attributes:
+        archive: the archive. member: the offending member's name. reason: why it was refused.
+    """
+
+    def __init__(self, archive: Path, member: str, reason: str):
+        super().__init__(
+            f"refusing to extract {archive}: member {member!r} {reason}. Nothing was extracted; the archive "
+            "is corrupted or malicious: delete it and download it again from a trusted source."
+        )
+        self.archive = archive
+        self.member = member
+        self.reason = reason
+
+
+# -------------------------------------------------------------------------------------------- hashing
+
+
+def _new_md5() -> "hashlib._Hash":
+    try:  # FIPS-enabled systems refuse MD5 unless told it is not used for security.
+        return hashlib.md5(usedforsecurity=False)  # type: ignore[call-arg]
+    except TypeError:  # pragma: no cover - Python < 3.9
+        return hashlib.md5()
+
+
+def _check_md5_format(md5: str) -> str:
+    md5 = md5.strip().lower()
+    if len(md5) != 32 or any(c not in "0123456789abcdef" for c in md5):
+        raise ValueError(f"not an MD5 checksum (32 hex digits): {md5!r}")
+    return md5
+
+
+def md5sum(path: PathLike, chunk: int = _CHUNK) -> str:
+    """The MD5 of a file, read in chunks (constant memory), as lower-case hex.
+
+    Args:
+        path: the file.
+        chunk: bytes read at a time.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
+    h = _new_md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_file(path: PathLike, md5: str) -> None:
+    """Check that ``path`` has the MD5 ``md5``.
+
+    Args:
+        path: the file.
+        md5: the expected MD5 (hex, any case).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ChecksumError: the checksums differ; the message gives both and the fix (delete, download again).
+        ValueError: ``md5`` is not 32 hex digits.
+    """
+    path = Path(path)
+    expected = _check_md5_format(md5)
+    actual = md5sum(path)
+    if actual != expected:
+        raise ChecksumError(
+            f"checksum mismatch for {path} ({path.stat().st_size:,} bytes): MD5 is {actual}, expected {expected}. "
+            f"The file is incomplete or corrupted: delete it ({path}) and download it again.",
+            path=path,
+            expected=expected,
+            actual=actual,
+        )
+
+
+# ------------------------------------------------------------------------------------------- download
+
+
+def _as_url(source: str) -> str:
+    """``http(s)://``, ``ftp://`` and ``file://`` URLs are kept; anything else is a local path."""
+    scheme = urllib.parse.urlsplit(source).scheme.lower()
+    if scheme in ("http", "https", "ftp", "file"):
+        return source
+    return Path(source).expanduser().resolve().as_uri()
+
+
+def _describe_ssl(exc: ssl.SSLError) -> str:
+    return (
+        f"TLS/SSL error ({exc}): the network is reachable but the secure connection failed; a proxy or firewall "
+        "may intercept HTTPS, or Python lacks CA certificates (on macOS, run 'Install Certificates.command')"
+    )
+
+
+def _describe_error(exc: BaseException, timeout: float) -> str:
+    """One line on why a source failed, telling "offline / unreachable" apart from server-side errors."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP error {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        reason = exc.reason
+        if isinstance(reason, (FileNotFoundError, IsADirectoryError, PermissionError)):
+            return f"cannot read local file: {reason}"
+        if isinstance(reason, ssl.SSLError):
+            return _describe_ssl(reason)
+        if isinstance(reason, (socket.timeout, TimeoutError)):
+            return f"timed out after {timeout:g} s: no network or host unreachable ({reason})"
+        if isinstance(reason, OSError):  # DNS failure, connection refused, network unreachable...
+            return f"no network or host unreachable ({reason})"
+        return f"URL error: {reason}"
+    if isinstance(exc, ssl.SSLError):
+        return _describe_ssl(exc)
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return f"timed out after {timeout:g} s while reading: connection too slow or lost"
+    if isinstance(exc, (HTTPException, ConnectionError)):
+        return f"connection broken during the transfer ({type(exc).__name__}: {exc})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _SourceFailed(Exception):
+    """A source failed in a way that the next mirror may fix (internal)."""
+
+
+def _fetch_one(
+    url: str,
+    part: Path,
+    md5: Optional[str],
+    size: Optional[int],
+    timeout: float,
+    progress: bool,
+    label: str,
+) -> None:
+    """Stream ``url`` into ``part`` and check it. Raises ``_SourceFailed`` (try the next mirror) or ``OSError``
+    (a local problem, e.g. a full disk, that no mirror will fix)."""
+    from tqdm.auto import tqdm
+
+    h = _new_md5()
+    received = 0
+    head = b""
+    try:
+        request = urllib.request.Request(_as_url(url), headers={"User-Agent": USER_AGENT})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            length_header = response.headers.get("Content-Length")
+            total = int(length_header) if length_header and length_header.isdigit() else None
+            if size is not None and total is not None and total != size:
+                raise _SourceFailed(f"offers {total:,} bytes, expected {size:,}: not the right file")
+            with open(part, "wb") as out, tqdm(
+                total=total if total is not None else size,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=label,
+                disable=not progress,
+            ) as bar:
+                while True:
+                    block = response.read(_CHUNK)
+                    if not block:
+                        break
+                    if len(head) < 64:
+                        head += block[: 64 - len(head)]
+                    out.write(block)  # an OSError here (disk full...) is local: let it propagate
+                    h.update(block)
+                    received += len(block)
+                    bar.update(len(block))
+            if total is not None and received != total:
+                raise _SourceFailed(f"connection closed after {received:,} of {total:,} bytes (incomplete)")
+    except _SourceFailed:
+        raise
+    except (urllib.error.URLError, HTTPException, ConnectionError, ssl.SSLError, socket.timeout, TimeoutError) as exc:
+        raise _SourceFailed(_describe_error(exc, timeout)) from exc
+    except ValueError as exc:  # a malformed URL
+        raise _SourceFailed(f"invalid URL ({exc})") from exc
+    if md5 is not None:
+        actual = h.hexdigest()
+        if actual != md5:
+            hint = " (it looks like an HTML page, e.g. an error or login page)" if head.lstrip()[:1] == b"<" else ""
+            raise _SourceFailed(f"checksum mismatch: got MD5 {actual} for {received:,} bytes{hint}")
+
+
+def _format_failure(
+    dest: Path, md5: Optional[str], attempts: Sequence[Tuple[str, str]], env_var: Optional[str]
+) -> str:
+    lines = [f"could not download {dest.name} (expected MD5 {md5 or '(none given)'})."]
+    if attempts:
+        lines.append("Tried, in order:")
+        lines += [f"  {i}. {url}\n     -> {reason}" for i, (url, reason) in enumerate(attempts, 1)]
+    else:
+        lines.append("No URL to try.")
+    if any("no network or host unreachable" in reason for _, reason in attempts):
+        lines.append("This machine looks offline (or the host is down / blocked by a firewall or proxy).")
+    lines.append("How to fix it:")
+    lines.append(
+        "  * download the file yourself (e.g. in a browser, from one of the URLs above) and place it at exactly\n"
+        f"      {dest}\n"
+        "    then run this again: it is checked against the MD5 above and used without any network access;"
+    )
+    if env_var:
+        lines.append(
+            f"  * or set the environment variable {env_var} to another mirror (http(s)://...), a file:// URL or a "
+            f"local path, e.g.  export {env_var}=/path/to/{dest.name}"
+        )
+    else:
+        lines.append("  * or pass another mirror (an http(s):// URL, a file:// URL or a local path).")
+    return "\n".join(lines)
+
+
+def download_url(
+    urls: Union[str, Sequence[str]],
+    dest: PathLike,
+    md5: Optional[str],
+    *,
+    timeout: float = 60,
+    progress: bool = True,
+    size: Optional[int] = None,
+    env_var: Optional[str] = None,
+) -> Path:
+    """Download a file from the first mirror that delivers the right bytes, atomically.
+
+    Each mirror is streamed to ``dest.with_suffix(dest.suffix + ".part")``; once the transfer is complete and
+    its MD5 matches, the partial file is renamed onto ``dest`` (``os.replace``, atomic). A failure (HTTP
+    error, unreachable host, time-out, truncated transfer, wrong checksum) deletes the partial file and
+    moves on to the next mirror. If ``dest`` already exists with the right MD5, nothing is downloaded.
+
+    Args:
+        urls: one source or several, tried in order: ``http(s)://`` or ``file://`` URLs, or local paths.
+        dest: the file to write (its folder is created).
+        md5: the expected MD5; ``None`` skips verification (and then an existing ``dest`` is kept as is).
+        timeout: seconds allowed for connecting and for each read.
+        progress: show a progress bar (``tqdm.auto``: a widget in notebooks, text elsewhere).
+        size: the expected size in bytes, if known: a mirror announcing another size is skipped at once.
+        env_var: the override environment variable to suggest in the error message.
+
+    Returns:
+        ``dest`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        DownloadError: every mirror failed; the message lists each URL with its error, the expected MD5,
+            and the fix (place the file at ``dest`` by hand, or set the override variable).
+        OSError: a local problem no mirror can fix (e.g. no space left on ``dest``'s disk).
+        ValueError: ``md5`` is not 32 hex digits.
+    """
+    dest = Path(dest).expanduser()
+    sources = [urls] if isinstance(urls, (str, os.PathLike)) else list(urls)
+    sources = [os.fspath(u) for u in sources]
+    md5 = _check_md5_format(md5) if md5 is not None else None
+    attempts: List[Tuple[str, str]] = []
+
+    if dest.is_file():
+        if md5 is None:
+            return dest
+        actual = md5sum(dest)
+        if actual == md5:
+            return dest
+        attempts.append((f"{dest} (already there)", f"checksum mismatch: got MD5 {actual}; replaced if a mirror works"))
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_suffix(dest.suffix + ".part")
+    for url in sources:
+        try:
+            _fetch_one(url, part, md5, size, timeout, progress, dest.name)
+            os.replace(part, dest)
+            return dest
+        except _SourceFailed as exc:
+            attempts.append((url, str(exc)))
+        finally:
+            if part.exists():
+                part.unlink()
+    raise DownloadError(_format_failure(dest, md5, attempts, env_var), dest=dest, md5=md5, attempts=attempts)
+
+
+# -------------------------------------------------------------------------------------------- extract
+
+
+def _bad_name(name: str) -> Optional[str]:
+    """Why an archive member name is unsafe as a relative path (``None`` if it is fine)."""
+    unified = name.replace("\\", "/")
+    if not unified.strip("/"):
+        return "has an empty name"
+    if unified.startswith("/") or (len(unified) > 1 and unified[1] == ":"):
+        return "has an absolute path"
+    if ".." in unified.split("/"):
+        return "contains '..' (path traversal)"
+    if "\x00" in name:
+        return "contains a NUL byte"
+    return None
+
+
+def _within(root: str, path: str) -> bool:
+    root = os.path.realpath(root)
+    path = os.path.realpath(path)
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _through_symlink(tmp: Path, name: str) -> bool:
+    """Whether writing ``name`` under ``tmp`` would go through (or onto) a symlink already extracted."""
+    current = tmp
+    for part in [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]:
+        current = current / part
+        if current.is_symlink():
+            return True
+    return False
+
+
+def _check_tar_member(tmp: Path, member: tarfile.TarInfo) -> Optional[str]:
+    reason = _bad_name(member.name)
+    if reason:
+        return reason
+    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        return "is a device file, FIFO or other special file"
+    if _through_symlink(tmp, member.name):
+        return "would be written through a symbolic link"
+    if member.issym():
+        link = member.linkname
+        if not link or link.startswith(("/", "\\")) or (len(link) > 1 and link[1] == ":"):
+            return f"is a symbolic link to an absolute path ({link!r})"
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(member.name), link.replace("\\", "/")))
+        if target == ".." or target.startswith("../"):
+            return f"is a symbolic link pointing outside the destination ({link!r})"
+        if not _within(str(tmp), str(tmp / posixpath.dirname(member.name) / link)):
+            return f"is a symbolic link pointing outside the destination ({link!r})"
+    if member.islnk():
+        reason = _bad_name(member.linkname)
+        if reason:
+            return f"is a hard link whose target {member.linkname!r} {reason}"
+        if _through_symlink(tmp, member.linkname):
+            return f"is a hard link through a symbolic link ({member.linkname!r})"
+    return None
+
+
+def _extract_tar(archive: Path, tmp: Path) -> None:
+    has_filter = hasattr(tarfile, "data_filter")
+    with tarfile.open(archive, "r:*") as tar:
+        for member in tar:
+            reason = _check_tar_member(tmp, member)
+            if reason:
+                raise UnsafeArchiveError(archive, member.name, reason)
+            if member.isdir():  # plain folders; their modes are not restored (a read-only folder would block)
+                (tmp / member.name).mkdir(parents=True, exist_ok=True)
+                continue
+            if has_filter:
+                try:
+                    tar.extract(member, tmp, filter="data")  # type: ignore[call-arg]
+                except tarfile.FilterError as exc:  # type: ignore[attr-defined]
+                    raise UnsafeArchiveError(archive, member.name, f"was refused by tarfile's data filter ({exc})")
+            else:  # a Python without extraction filters: the checks above, plus sanitised modes and owners
+                safe = copy.copy(member)
+                safe.mode = (member.mode & 0o755) | (0o600 if member.isfile() else 0)
+                safe.uid = getattr(os, "getuid", lambda: 0)()
+                safe.gid = getattr(os, "getgid", lambda: 0)()
+                safe.uname = safe.gname = ""
+                tar.extract(safe, tmp, set_attrs=not member.issym())
+
+
+def _extract_zip(archive: Path, tmp: Path) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            reason = _bad_name(info.filename)
+            mode = info.external_attr >> 16
+            if reason is None and info.create_system == 3 and mode:
+                kind = stat.S_IFMT(mode)
+                if stat.S_ISLNK(mode):
+                    link = zf.read(info).decode("utf-8", "replace")
+                    target = posixpath.normpath(posixpath.join(posixpath.dirname(info.filename), link))
+                    if link.startswith("/") or target == ".." or target.startswith("../"):
+                        reason = f"is a symbolic link pointing outside the destination ({link!r})"
+                elif kind and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                    reason = "is a device file, FIFO or other special file"
+            if reason:
+                raise UnsafeArchiveError(archive, info.filename, reason)
+        zf.extractall(tmp)  # zipfile never creates links: every member is a plain file or folder
+
+
+def _move_into(tmp: Path, dest: Path) -> None:
+    """Rename each top-level entry of ``tmp`` onto ``dest``, replacing entries of the same name."""
+    for entry in sorted(tmp.iterdir()):
+        target = dest / entry.name
+        if target.is_dir() and not target.is_symlink():  # an older, incomplete copy: swap it out, then delete it
+            trash = Path(tempfile.mkdtemp(prefix=".hncam-old-", dir=dest))
+            os.replace(target, trash / entry.name)
+            os.replace(entry, target)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            if target.is_symlink() or (target.exists() and entry.is_dir()):
+                target.unlink()
+            os.replace(entry, target)
+
+
+def safe_extract(archive: PathLike, dest: PathLike) -> None:
+    """Unpack a tar (plain, gz, bz2, xz) or zip archive into ``dest``, refusing anything unsafe.
+
+    Refused: absolute member paths, ``..`` components, members written through a symbolic link, symbolic
+    or hard links pointing outside ``dest``, device files and FIFOs. Where the running Python has tarfile's
+    extraction filters (3.12+, 3.11.4+, ...), ``filter="data"`` is applied on top of these checks. Modes are
+    sanitised (no set-uid bits, owner can read and write) and owners are not restored.
+
+    The archive is unpacked into a hidden temporary folder inside ``dest``; only when every member is out are
+    its top-level entries renamed into ``dest`` (replacing entries of the same name), so an interrupted or
+    refused extraction leaves nothing half-done.
+
+    Args:
+        archive: the archive file.
+        dest: the folder to unpack into (created if needed).
+
+    Raises:
+        UnsafeArchiveError: a member is unsafe; its name is in the message and nothing was extracted.
+        ValueError: ``archive`` is neither a tar nor a zip archive.
+        FileNotFoundError: ``archive`` does not exist.
+    """
+    archive = Path(archive)
+    dest = Path(dest)
+    if not archive.is_file():
+        raise FileNotFoundError(errno.ENOENT, "no such archive", str(archive))
+    if tarfile.is_tarfile(archive):
+        extract = _extract_tar
+    elif zipfile.is_zipfile(archive):
+        extract = _extract_zip
+    else:
+        raise ValueError(
+            f"{archive} is neither a tar (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz) nor a zip archive: "
+            "it is probably incomplete or an error page; delete it and download it again."
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".hncam-extract-", dir=dest))
+    try:
+        extract(archive, tmp)
+        for folder, dirs, files in os.walk(tmp):  # links chained through other links: check where they land
+            for name in dirs + files:
+                path = os.path.join(folder, name)
+                if os.path.islink(path) and not _within(str(tmp), path):
+                    member = os.path.relpath(path, tmp).replace(os.sep, "/")
+                    raise UnsafeArchiveError(archive, member, "is a symbolic link resolving outside the destination")
+        _move_into(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One downloadable data set.
+
+    Attributes:
+        name: registry key (``"cifar10"``). title: human name.
+        filename: the archive's file name. urls: official mirrors, tried in order. md5: the archive's MD5.
+        size: the archive's size in bytes. folder: the folder the archive unpacks to.
+        markers: entries of ``folder`` whose presence means "already extracted".
+        env_var: the override environment variable (``HNCAM_<NAME>_URL``).
+    """
+
+    name: str
+    title: str
+    filename: str
+    urls: Tuple[str, ...]
+    md5: str
+    size: Optional[int]
+    folder: str
+    markers: Tuple[str, ...]
+    env_var: str
+    homepage: str = ""
+
+    def missing(self, folder: Path) -> List[str]:
+        """The markers absent from ``folder``."""
+        return [m for m in self.markers if not (folder / m).exists()]
+
+    def sources(self, urls: Optional[Sequence[str]] = None) -> List[str]:
+        """Sources to try: the override variable (if set), then ``urls`` if given, else the official mirrors."""
+        out: List[str] = []
+        override = os.environ.get(self.env_var, "").strip()
+        for u in ([override] if override else []) + list(self.urls if urls is None else urls):
+            if u and u not in out:
+                out.append(u)
+        return out
+
+
+DATASETS: Dict[str, DatasetSpec] = {
+    "cifar10": DatasetSpec(
+        name="cifar10",
+        title="CIFAR-10",
+        filename="cifar-10-python.tar.gz",
+        urls=("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
+        md5="c58f30108f718f92721af3b95e74349a",
+        size=170_498_071,
+        folder="cifar-10-batches-py",
+        markers=tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta"),
+        env_var="HNCAM_CIFAR10_URL",
+        homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
+    ),
+    "cifar100": DatasetSpec(
+        name="cifar100",
+        title="CIFAR-100",
+        filename="cifar-100-python.tar.gz",
+        urls=("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",),
+        md5="eb9058c3a382ffc7106e4002c42a8d85",
+        size=169_001_437,
+        folder="cifar-100-python",
+        markers=("train", "test", "meta"),
+        env_var="HNCAM_CIFAR100_URL",
+        homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
+    ),
+    "cub200": DatasetSpec(
+        name="cub200",
+        title="CUB-200-2011",
+        filename="CUB_200_2011.tgz",
+        # CaltechDATA record 65de6-vp158; the file's URL has moved several times, hence a list.
+        urls=(
+            "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz?download=1",
+            "https://data.caltech.edu/tindfiles/serve/1239ea37-e132-42ee-8c09-c383bb54e7ff/",
+        ),
+        md5="97eceeb196236b17998738112f37df78",
+        size=1_150_585_339,
+        folder="CUB_200_2011",
+        markers=(
+            "images.txt",
+            "image_class_labels.txt",
+            "train_test_split.txt",
+            "bounding_boxes.txt",
+            "classes.txt",
+            "images",
+        ),
+        env_var="HNCAM_CUB200_URL",
+        homepage="https://www.vision.caltech.edu/datasets/cub_200_2011/",
+    ),
+}
+
+_ALIASES = {"cub": "cub200", "cub2002011": "cub200", "cub200": "cub200", "cifar10": "cifar10", "cifar100": "cifar100"}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The registry entry for ``name`` (case, ``-`` and ``_`` ignored: ``"CIFAR-10"``, ``"cub_200"``...).
+
+    Raises:
+        ValueError: unknown name; the message lists the known ones.
+    """
+    key = _ALIASES.get(name.lower().replace("-", "").replace("_", ""), name)
+    if key not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")
+    return DATASETS[key]
+
+
+def default_root() -> Path:
+    """Where data sets go by default: ``data_home() / "data"`` (torchvision's ``root``)."""
+    return data_home() / "data"
+
+
+def fetch_dataset(
+    name: str,
+    root: Optional[PathLike] = None,
+    *,
+    urls: Optional[Sequence[str]] = None,
+    progress: bool = True,
+    keep_archive: bool = True,
+) -> Path:
+    """Make a data set available under ``root``: download (or reuse an archive placed there), verify, unpack.
+
+    Idempotent: if the unpacked folder already holds its marker files, nothing is read or downloaded. An
+    archive already in ``root`` with the right MD5 (e.g. copied there by hand) is used without any network.
+
+    Args:
+        name: ``"cifar10"``, ``"cifar100"`` or ``"cub200"`` (see :data:`DATASETS`).
+        root: the folder holding the archive and the unpacked data set (torchvision's ``root``);
+            default :func:`default_root`.
+        urls: sources to try instead of the official mirrors (URLs or local paths). The override variable
+            ``HNCAM_<NAME>_URL`` is always tried first.
+        progress: show a progress bar while downloading.
+        keep_archive: keep the archive after unpacking (default; delete it to save space).
+
+    Returns:
+        The unpacked folder, e.g. ``root / "cifar-10-batches-py"``.
+
+    Raises:
+        ValueError: unknown ``name``.
+        DownloadError: no source delivered the archive (the message says how to place it by hand).
+        UnsafeArchiveError: the archive holds unsafe members.
+        RuntimeError: the archive did not contain the expected files.
+    """
+    spec = get_spec(name)
+    root = Path(root).expanduser() if root is not None else default_root()
+    folder = root / spec.folder
+    if folder.is_dir() and not spec.missing(folder):
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    archive = root / spec.filename
+    if spec.size is not None and not archive.exists():
+        free = shutil.disk_usage(root).free
+        if free < 2.2 * spec.size:
+            warnings.warn(
+                f"{spec.title} needs about {2.2 * spec.size / 1e9:.1f} GB (archive + unpacked) in {root}, "
+                f"which has {free / 1e9:.1f} GB free",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    download_url(spec.sources(urls), archive, spec.md5, progress=progress, size=spec.size, env_var=spec.env_var)
+    safe_extract(archive, root)
+    missing = spec.missing(folder)
+    if missing:
+        raise RuntimeError(
+            f"{archive} was unpacked but {folder} lacks {', '.join(missing)}: not a {spec.title} archive?"
+        )
+    if not keep_archive:
+        archive.unlink()
+    return folder
+
+
+# ------------------------------------------------------------------------------------ command line
+
+
+def command_line(
+    argv: Optional[Sequence[str]],
+    *,
+    choices: Sequence[str],
+    description: str,
+    prog: Optional[str] = None,
+) -> int:
+    """The ``data_scripts/get_*.py`` command lines: ``[--dataset NAME] [--root DIR] [--url URL]... [--quiet]``.
+
+    Prints where the data is; on failure prints the error message (no traceback) and returns 1.
+
+    Args:
+        argv: the arguments (``None``: ``sys.argv[1:]``).
+        choices: the data sets this script offers; ``--dataset`` is offered when there are several.
+        description: the ``--help`` text.
+        prog: the program name in ``--help``.
+
+    Returns:
+        The exit code: 0 on success, 1 on failure, 130 when interrupted.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    if len(choices) > 1:
+        parser.add_argument("--dataset", choices=list(choices), default=choices[0], help="default: %(default)s")
+    parser.add_argument("--root", type=Path, default=None,
+                        help=f"folder for the archive and the data (default: {data_home(create=False) / 'data'}; "
+                             "set HNCAM_HOME to move it)")
+    parser.add_argument("--url", action="append", default=None, metavar="URL",
+                        help="a mirror, file:// URL or local path to use instead of the official mirrors "
+                             "(repeatable; HNCAM_<NAME>_URL, if set, is still tried first)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    name = getattr(args, "dataset", choices[0])
+    spec = get_spec(name)
+    try:
+        folder = fetch_dataset(name, args.root, urls=args.url, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the partial download was removed; run again to restart.", file=sys.stderr)
+        return 130
+    except (DownloadError, ChecksumError, UnsafeArchiveError, RuntimeError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{spec.title} is ready in {folder}")
+    if spec.name.startswith("cifar"):
+        cls = "CIFAR10" if spec.name == "cifar10" else "CIFAR100"
+        print(f"use it with torchvision.datasets.{cls}(root={str(folder.parent)!r}, download=False)")
+    return 0
