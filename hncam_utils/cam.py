@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["compute_cams", "unpack_classifier", "upsample_cams", "normalize_cams", "shared_scale"]
+__all__ = ["compute_cams", "check_features", "unpack_classifier", "upsample_cams", "normalize_cams", "shared_scale"]
 
 Classifier = Union[nn.Linear, Tuple[Tensor, Optional[Tensor]]]
 
@@ -44,6 +44,22 @@ def unpack_classifier(classifier: Classifier) -> Tuple[Tensor, Optional[Tensor]]
         "classifier must be the model's nn.Linear head (e.g. model.fc) or a (weight, bias) pair, "
         f"got {type(classifier).__name__}"
     )
+
+
+def check_features(features: Tensor, weight: Tensor) -> None:
+    """Check that ``features`` is a ``(B, D, H, W)`` map matching a ``(C, D)`` classifier weight.
+
+    Raises:
+        ValueError: not a 4-D tensor, or ``D`` differs from the classifier's input width.
+    """
+    if not isinstance(features, Tensor) or features.dim() != 4:
+        shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+        raise ValueError(f"features must have shape (B, D, H, W) (the last feature map), got {shape}")
+    if features.shape[1] != weight.shape[1]:
+        raise ValueError(
+            f"features have D = {features.shape[1]} channels but the classifier expects {weight.shape[1]} "
+            "inputs; pass the feature map that feeds the global average pooling"
+        )
 
 
 def compute_cams(
@@ -71,14 +87,7 @@ def compute_cams(
             range, or per-image ids whose batch size differs from the features'.
     """
     weight, bias = unpack_classifier(classifier)
-    if not isinstance(features, Tensor) or features.dim() != 4:
-        shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
-        raise ValueError(f"features must have shape (B, D, H, W) (the last feature map), got {shape}")
-    if features.shape[1] != weight.shape[1]:
-        raise ValueError(
-            f"features have D = {features.shape[1]} channels but the classifier expects {weight.shape[1]} "
-            "inputs; pass the feature map that feeds the global average pooling"
-        )
+    check_features(features, weight)
     num_classes = weight.shape[0]
     if classes is None:
         cams = torch.einsum("cd,bdhw->bchw", weight, features)

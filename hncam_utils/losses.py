@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .cam import Classifier, compute_cams, unpack_classifier
+from .cam import Classifier, check_features, compute_cams, unpack_classifier
 
 __all__ = ["HNCLoss", "hnc_loss", "positive_mask", "select_negatives", "VARIANTS"]
 
@@ -266,14 +266,7 @@ class HNCLoss(nn.Module):
             A scalar, float32 for half-precision or float32 inputs.
         """
         weight, bias = unpack_classifier(classifier)
-        if not isinstance(features, Tensor) or features.dim() != 4:
-            shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
-            raise ValueError(f"features must have shape (B, D, H, W) (the last feature map), got {shape}")
-        if features.shape[1] != weight.shape[1]:
-            raise ValueError(
-                f"features have D = {features.shape[1]} channels but the classifier expects "
-                f"{weight.shape[1]} inputs; pass the feature map that feeds the global average pooling"
-            )
+        check_features(features, weight)
         _check_batch(features.shape[0], targets)
         num_classes = weight.shape[0]
         _check_k_against_classes(self.k, num_classes)
