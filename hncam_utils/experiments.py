@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_SPECS",
     "RunResult",
     "run_experiment",
+    "data_tag",
     "summarize",
     "paired_difference",
     "format_table",
@@ -91,7 +92,9 @@ class RunResult:
     model: nn.Module = field(repr=False)
 
 
-def _data_tag(config: ClutteredDigitsConfig) -> str:
+def data_tag(config: ClutteredDigitsConfig) -> str:
+    """The data-set part of a cached run's name: ``digits-<setting>`` for a preset, else ``digits-<hash>``
+    of the full config (so runs on different data never share a cache entry)."""
     for name, preset in SETTINGS.items():
         if preset == config:
             return f"digits-{name}"
@@ -137,7 +140,7 @@ def run_experiment(
     spec_list = list(specs.values()) if isinstance(specs, Mapping) else list(specs)
     train_set = ClutteredDigits("train", cfg)
     test_set = ClutteredDigits("test", cfg, with_boxes=True)
-    tag = _data_tag(cfg)
+    tag = data_tag(cfg)
     results: List[RunResult] = []
     for spec in spec_list:
         for seed in seeds:

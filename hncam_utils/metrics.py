@@ -45,6 +45,8 @@ __all__ = [
     "evaluate",
     "predict",
     "gt_and_top_negative_cams",
+    "collect_outputs",
+    "most_confused_pairs",
 ]
 
 
@@ -194,6 +196,58 @@ def gt_and_top_negative_cams(model: nn.Module, images: Tensor, targets: Tensor, 
     classes = torch.cat([y[:, None], index], dim=1)
     cams = compute_cams(out.features, net.classifier, classes)
     return cams.float().cpu(), classes.cpu()
+
+
+@torch.no_grad()
+def collect_outputs(
+    model: nn.Module,
+    loader: Iterable,
+    device: Optional[torch.device] = None,
+    cams: bool = True,
+) -> Dict[str, Tensor]:
+    """Run a loader through a CAM model batch by batch and gather everything on the CPU.
+
+    Args:
+        model: a CAM model (forward returns ``(logits, features)``).
+        loader: yields ``(images, targets)`` or ``(images, targets, boxes)``.
+        cams: also gather the all-class CAMs ``(N, C, h, w)`` (float32; ``N * C * h * w`` floats: for large
+            data sets or heads prefer :func:`evaluate`, which keeps only statistics).
+
+    Returns:
+        ``{"logits": (N, C), "targets": (N,) or (N, C), "cams": (N, C, h, w), "boxes": ...}`` (``cams`` and
+        ``boxes`` only when asked for / present).
+    """
+    from .models import unwrap
+
+    device = device or next(model.parameters()).device
+    net = unwrap(model)
+    was_training = model.training
+    model.eval()
+    parts: Dict[str, list] = {"logits": [], "targets": [], "cams": [], "boxes": []}
+    try:
+        for batch in loader:
+            out = model(batch[0].to(device))
+            parts["logits"].append(out.logits.float().cpu())
+            parts["targets"].append(batch[1])
+            if cams:
+                parts["cams"].append(compute_cams(out.features, net.classifier).float().cpu())
+            if len(batch) > 2:
+                parts["boxes"].append(batch[2])
+    finally:
+        model.train(was_training)
+    return {key: torch.cat(val) for key, val in parts.items() if val}
+
+
+def most_confused_pairs(confusion: "np.ndarray", n: int = 5) -> list:
+    """The ``n`` largest off-diagonal entries of a confusion matrix (rows: true class, columns: predicted),
+    as ``(true, predicted, count)`` tuples, largest first (ties: lower class ids first)."""
+    cm = np.asarray(confusion)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError(f"confusion must be a square matrix, got shape {cm.shape}")
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    order = np.lexsort((np.arange(off.size), -off.ravel()))[:n]
+    return [(int(i // cm.shape[1]), int(i % cm.shape[1]), int(off.ravel()[i])) for i in order if off.ravel()[i] > 0]
 
 
 @torch.no_grad()

@@ -18,7 +18,7 @@ from torch import Tensor
 from .cam import shared_scale, upsample_cams
 from .train import History
 
-__all__ = ["plot_history", "plot_cam_grid", "to_display_image", "CAM_CMAP", "LOSS_COLORS"]
+__all__ = ["plot_history", "plot_cam_grid", "plot_canvases", "to_display_image", "CAM_CMAP", "LOSS_COLORS"]
 
 CAM_CMAP = "RdBu_r"
 LOSS_COLORS: Dict[str, str] = {"ce": "tab:gray", "hnc_mse": "tab:blue", "hnc_kd": "tab:orange"}
@@ -128,4 +128,42 @@ def plot_cam_grid(
     fig.tight_layout(rect=(0, 0, 0.93, 1))
     cax = fig.add_axes((0.945, 0.15, 0.012, 0.7))
     fig.colorbar(im, cax=cax, label="CAM value (shared scale)")
+    return fig
+
+
+def plot_canvases(
+    images: Tensor,
+    targets: Tensor,
+    boxes: Optional[Tensor] = None,
+    class_names: Optional[Sequence[str]] = None,
+    ncols: int = 8,
+    cell: float = 1.5,
+    titles: Optional[Sequence[str]] = None,
+) -> Figure:
+    """Images with their labels and boxes: ``(N, C, H, W)`` images; ``(N,)`` class ids or ``(N, K)`` multi-hot
+    targets; boxes ``(N, 4)`` or ``(N, K, 4)`` as ``(x0, y0, x1, y1)`` with exclusive ``x1``/``y1`` (rows of
+    ``-1`` are skipped)."""
+    from matplotlib.patches import Rectangle
+
+    n = images.shape[0]
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, cell * nrows + 0.3), squeeze=False)
+    name = (lambda c: class_names[c]) if class_names is not None else str
+    for i, ax in enumerate(np.ravel(axes)):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i >= n:
+            ax.axis("off")
+            continue
+        ax.imshow(to_display_image(images[i]), cmap="gray")
+        t = targets[i]
+        label = name(int(t)) if t.dim() == 0 else ",".join(name(int(c)) for c in torch.nonzero(t).flatten())
+        ax.set_title(titles[i] if titles is not None else f"y = {label}", fontsize=8)
+        if boxes is not None:
+            for x0, y0, x1, y1 in boxes[i].reshape(-1, 4).tolist():
+                if x0 < 0:
+                    continue
+                ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="tab:red", lw=1.2))
+    fig.tight_layout()
     return fig

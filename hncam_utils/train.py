@@ -41,6 +41,7 @@ __all__ = [
     "fit",
     "train_or_load",
     "run_name",
+    "checkpoint_path",
     "save_checkpoint",
     "load_checkpoint",
     "CheckpointMismatchError",
@@ -141,6 +142,16 @@ def run_name(dataset: str, model: str, config: TrainConfig) -> str:
     if config.label_smoothing:
         loss += f"_ls{config.label_smoothing:g}"
     return f"{dataset}_{model}_{loss}_e{config.epochs}_s{config.seed}"
+
+
+def checkpoint_path(name: str, cache_dir: Optional[PathLike] = None) -> Path:
+    """Where :func:`train_or_load` keeps the run ``name``: ``cache_dir / "runs" / f"{name}.pt"``, with
+    ``cache_dir`` defaulting to :func:`hncam_utils.paths.data_home`. ``checkpoint_path(name).exists()`` tells
+    whether the run is cached (finished or not: :func:`load_checkpoint` gives its ``epoch``)."""
+    from .paths import data_home
+
+    root = Path(cache_dir) if cache_dir is not None else data_home()
+    return root / "runs" / f"{name}.pt"
 
 
 def save_checkpoint(state: Dict[str, Any], path: PathLike) -> None:
@@ -400,18 +411,15 @@ def train_or_load(
     """Load a finished run from the cache, resume an interrupted one, or train from scratch.
 
     The model is built after ``seed_everything(config.seed)``, so a seed fixes initialisation and batch
-    order. The checkpoint lives at ``cache_dir / "runs" / f"{name}.pt"`` (``cache_dir`` defaults to
-    :func:`hncam_utils.paths.data_home`); use :func:`run_name` for ``name``.
+    order. The checkpoint lives at :func:`checkpoint_path` ``(name, cache_dir)``; use :func:`run_name` for
+    ``name``.
 
     Returns:
         ``(model, history)`` with the model in eval mode.
     """
-    from .paths import data_home
-
-    root = Path(cache_dir) if cache_dir is not None else data_home()
     seed_everything(config.seed)
     model = build_model()
-    history = fit(model, train_data, config, test_data=test_data, checkpoint=root / "runs" / f"{name}.pt",
+    history = fit(model, train_data, config, test_data=test_data, checkpoint=checkpoint_path(name, cache_dir),
                   device=device, progress=progress)
     model.eval()
     return model, history

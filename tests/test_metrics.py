@@ -99,3 +99,46 @@ def test_evaluate_and_top_negative_cams_on_a_model():
     assert torch.allclose(cams.mean(dim=(2, 3)), logits.gather(1, classes), atol=1e-5)
     expected = logits.scatter(1, test.targets[:5, None], float("-inf")).topk(3, dim=1).indices
     assert torch.equal(classes[:, 1:], expected)
+
+
+def test_collect_outputs_matches_one_big_forward():
+    from hncam_utils.metrics import collect_outputs
+
+    seed_everything(0)
+    model = digits_cnn(width=4).eval()
+    test = ClutteredDigits("test", "easy", with_boxes=True, n_train=10, n_test=20)
+    out = collect_outputs(model, DataLoader(test, batch_size=7))
+    with torch.no_grad():
+        ref = model(test.images)
+    assert torch.allclose(out["logits"], ref.logits, atol=1e-5)
+    assert out["cams"].shape == (20, 10, 12, 12) and torch.equal(out["targets"], test.targets)
+    assert torch.equal(out["boxes"], test.boxes)
+    assert torch.allclose(out["cams"].mean(dim=(2, 3)), ref.logits, atol=1e-5)
+
+
+def test_most_confused_pairs():
+    import numpy as np
+
+    from hncam_utils.metrics import most_confused_pairs
+
+    cm = np.array([[9, 3, 0], [1, 8, 5], [3, 0, 7]])
+    assert most_confused_pairs(cm, 3) == [(1, 2, 5), (0, 1, 3), (2, 0, 3)]
+    assert most_confused_pairs(np.eye(3, dtype=int), 2) == []
+    with pytest.raises(ValueError, match="square"):
+        most_confused_pairs(np.zeros((2, 3)))
+
+
+def test_plots_draw_without_error():
+    from hncam_utils.plots import plot_canvases, plot_cam_grid, plot_history
+
+    ds = ClutteredDigits("test", "multilabel", with_boxes=True, n_train=10, n_test=5)
+    fig = plot_canvases(ds.images, ds.targets, ds.boxes, ncols=3)
+    assert len(fig.axes) == 6 and len(fig.axes[0].patches) == int(ds.targets[0].sum())
+    hist = {"ce": [{"train_loss": [2.0, 1.0], "test_acc": [50.0, 60.0]}] * 2}
+    assert len(plot_history(hist).axes) == 2
+    cams = {"a": torch.randn(2, 3, 4, 4), "b": torch.randn(2, 3, 4, 4)}
+    classes = {"a": torch.tensor([[0, 1, 2], [1, 0, 2]]), "b": torch.tensor([[0, 2, 1], [1, 2, 0]])}
+    fig = plot_cam_grid(torch.rand(2, 1, 8, 8), cams, classes)
+    images = [a for a in fig.axes if a.images][1:7]
+    scales = {im.get_clim() for a in images for im in a.images if im.get_cmap().name == "RdBu_r"}
+    assert len(scales) == 1  # one shared colour scale for every CAM panel
