@@ -126,3 +126,18 @@ def test_readme_loss_snippet_runs():
     assert loss.dim() == 0 and torch.isfinite(loss)
     loss.backward()
     assert scope["model"].classifier.weight.grad is not None
+
+
+def test_no_source_file_is_git_ignored():
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    out = subprocess.run(
+        ["git", "ls-files", "--others", "--ignored", "--exclude-standard", "hncam_utils", "tests", "notebooks", "tools",
+         "data_scripts", "benchmarks"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    ignored = [p for p in out if p.endswith((".py", ".ipynb", ".md")) and "__pycache__" not in p]
+    assert ignored == [], f"source files hidden by .gitignore (they would not be committed): {ignored}"
