@@ -110,9 +110,18 @@ def compute_cams(
             raise ValueError(
                 f"per-image class ids must have shape (B, k) with B = {features.shape[0]}, got {tuple(index.shape)}"
             )
-        cams = torch.einsum("bkd,bdhw->bkhw", weight[index], features)
-        return cams if bias is None else cams + bias[index][:, :, None, None]
+        return cams_for_classes(features, weight, bias, index)
     raise ValueError(f"classes must be None, an int, a (k,) or a (B, k) tensor, got shape {tuple(index.shape)}")
+
+
+def cams_for_classes(features: Tensor, weight: Tensor, bias: Optional[Tensor], index: Tensor) -> Tensor:
+    """``(B, k, H, W)`` CAMs of per-image classes ``index`` ``(B, k)``, without input checks.
+
+    The unchecked core of :func:`compute_cams` for callers that built ``index`` themselves (e.g. the top-k
+    path of the HNC loss): it reads nothing back from the device, so it never stalls a GPU pipeline.
+    """
+    cams = torch.einsum("bkd,bdhw->bkhw", weight[index], features)
+    return cams if bias is None else cams + bias[index][:, :, None, None]
 
 
 def upsample_cams(cams: Tensor, size: Union[int, Tuple[int, int]], mode: str = "bilinear") -> Tensor:

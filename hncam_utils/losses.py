@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .cam import Classifier, check_features, compute_cams, unpack_classifier
+from .cam import Classifier, cams_for_classes, check_features, unpack_classifier
 
 __all__ = ["HNCLoss", "hnc_loss", "positive_mask", "select_negatives", "VARIANTS"]
 
@@ -59,7 +59,7 @@ def positive_mask(targets: Tensor, num_classes: int) -> Tensor:
                 f"class-index targets of shape (B,) must be integers, got dtype {targets.dtype}; "
                 "pass labels as a LongTensor (e.g. targets.long()), or multi-hot labels of shape (B, C)"
             )
-        if targets.numel() > 0:
+        if targets.numel() > 0 and bool(((targets < 0) | (targets >= num_classes)).any()):  # one device sync
             lo, hi = int(targets.min()), int(targets.max())
             if lo < 0 or hi >= num_classes:
                 raise ValueError(
@@ -283,7 +283,7 @@ class HNCLoss(nn.Module):
                     )
                 scores = _at_least_float32(logits)
         index, valid = select_negatives(scores, positives, self.k)
-        selected = compute_cams(features, (weight, bias), classes=index)  # (B, k', H, W)
+        selected = cams_for_classes(features, weight, bias, index)  # (B, k', H, W)
         return _reduce(selected, valid, self.variant, self.temperature)
 
 
