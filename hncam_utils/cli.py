@@ -67,7 +67,8 @@ def _compare(args: argparse.Namespace) -> int:
     import torch
 
     from .data import ClutteredDigits
-    from .experiments import DEFAULT_SPECS, LossSpec, format_table, paired_difference, run_experiment, summarize
+    from .experiments import (DEFAULT_SPECS, LossSpec, format_table, format_verdicts, paired_difference,
+                              run_experiment, summarize)
     from .metrics import gt_and_top_negative_cams
     from .plots import plot_cam_grid, plot_history
     from .runtime import get_device, get_profile
@@ -111,10 +112,13 @@ def _compare(args: argparse.Namespace) -> int:
     print()
     print(f"Cluttered Digits ({setting}), test set of held-out source digits; mean ± std over {len(seeds)} seed(s)")
     print(table)
-    for label, g in gains.items():
-        se = "n/a" if g["se"] != g["se"] else f"{g['se']:.2f}"
-        print(f"paired accuracy gain of {label} over ce: {g['mean']:+.2f} points (SE {se}), "
-              f"higher on {int(g['wins'])}/{int(g['n'])} seeds")
+    if gains:
+        print()
+        print("Paired test-accuracy difference to CE (seed s of each loss against seed s of CE), "
+              "95% interval from Student's t:")
+        print(format_verdicts(gains, baseline="ce", unit="points"))
+        for label, g in gains.items():
+            print(f"paired accuracy gain of {label} over ce: {g.describe('points')}")
     if profile_name == "smoke":
         print("NOTE: smoke profile: tiny data and one epoch; these numbers check the pipeline, they are not results.")
 
@@ -141,7 +145,7 @@ def _compare(args: argparse.Namespace) -> int:
         "train_config": train.to_dict(),
         "specs": [s.__dict__ for s in specs],
         "summary": rows,
-        "paired_accuracy_gain": gains,
+        "paired_accuracy_gain": {label: g.as_dict() for label, g in gains.items()},
         "runs": [{"label": r.label, "seed": r.seed, "metrics": r.metrics, "history": r.history} for r in results],
         "wall_seconds": time.perf_counter() - t0,
     }

@@ -32,6 +32,9 @@ __all__ = [
     "data_tag",
     "summarize",
     "paired_difference",
+    "PairedVerdict",
+    "paired_verdict",
+    "format_verdicts",
     "format_table",
     "METRIC_LABELS",
 ]
@@ -160,7 +163,7 @@ def run_experiment(
 
 
 def summarize(results: Sequence[RunResult], metrics: Sequence[str] = tuple(METRIC_LABELS)) -> List[Dict[str, Any]]:
-    """Mean and standard deviation (ddof=1; 0 for one seed) over seeds, per loss label.
+    """Mean and standard deviation (ddof=1; NaN for a single seed) over seeds, per loss label.
 
     Returns one dict per label: ``{"label", "n", "<metric>_mean", "<metric>_std", ...}``; ratios shown in
     percent (``posi_frac``, ``pointing``, ``energy_in_box``) are multiplied by 100.
@@ -177,32 +180,158 @@ def summarize(results: Sequence[RunResult], metrics: Sequence[str] = tuple(METRI
             if m in _PERCENT:
                 vals = vals * 100
             row[f"{m}_mean"] = float(vals.mean())
-            row[f"{m}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+            row[f"{m}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else math.nan
         rows.append(row)
     return rows
 
 
-def paired_difference(results: Sequence[RunResult], metric: str = "top1", baseline: str = "ce") -> Dict[str, Dict[str, float]]:
-    """Per-seed difference ``metric(loss) - metric(baseline)`` for every other loss label.
+@dataclass(frozen=True)
+class PairedVerdict:
+    """What paired per-seed differences ``loss - baseline`` say, from :func:`paired_verdict`.
 
-    Returns ``{label: {"mean", "se", "n", "wins"}}`` with ``se`` the standard error of the paired
-    differences and ``wins`` the number of seeds where the loss beat the baseline.
+    Attributes:
+        n: number of paired seeds.
+        mean: mean difference (in the metric's units, e.g. accuracy points).
+        se: standard error of the mean, ``std(ddof=1) / sqrt(n)`` (NaN for n = 1).
+        ci_low, ci_high: the two-sided confidence interval ``mean -+ t_{(1+c)/2, n-1} * se`` from
+            Student's t with ``n - 1`` degrees of freedom (NaN for n = 1).
+        confidence: the interval's level ``c`` (0.95 by default).
+        wins: seeds where the loss did better than the baseline (higher, or lower when
+            ``higher_is_better=False``); ties count as neither.
+        verdict: ``"better"`` / ``"worse"`` when the interval excludes 0, ``"no clear difference"`` when
+            it contains 0, ``"too few seeds to tell"`` when ``n < 3``.
+        higher_is_better: the direction the verdict reads the metric in.
+        differences: the per-seed differences themselves.
+    """
+
+    n: int
+    mean: float
+    se: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    wins: int
+    verdict: str
+    higher_is_better: bool = True
+    differences: tuple = ()
+
+    def as_dict(self) -> Dict[str, Any]:
+        """Plain data (for JSON)."""
+        out = dataclasses.asdict(self)
+        out["differences"] = list(self.differences)
+        return out
+
+    def describe(self, unit: str = "") -> str:
+        """One line, e.g. ``+4.23 points, 95% CI [+2.25, +6.21], better on 3/3 seeds: better``."""
+        u = f" {unit}" if unit else ""
+        if self.n >= 2:
+            ci = f"{self.confidence:.0%} CI [{self.ci_low:+.2f}, {self.ci_high:+.2f}]"
+        else:
+            ci = "no interval from 1 seed"
+        return f"{self.mean:+.2f}{u}, {ci}, better on {self.wins}/{self.n} seeds (n = {self.n}): {self.verdict}"
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+#: Fewest paired seeds for which :func:`paired_verdict` gives a verdict.
+MIN_SEEDS_FOR_VERDICT = 3
+
+
+def paired_verdict(
+    differences: Union[Sequence[float], np.ndarray],
+    higher_is_better: bool = True,
+    confidence: float = 0.95,
+) -> PairedVerdict:
+    """Turn paired per-seed differences ``d_s = metric(loss, s) - metric(baseline, s)`` into a verdict.
+
+    With ``n`` differences, mean ``m`` and standard error ``SE = std(d, ddof=1) / sqrt(n)``, the interval is
+    ``m -+ t * SE`` with ``t`` the ``(1 + confidence) / 2`` quantile of Student's t with ``n - 1`` degrees of
+    freedom (12.71 for n = 2, 4.30 for n = 3, 2.78 for n = 5 at 95%). The verdict is "better" or "worse"
+    only when the interval excludes 0, "no clear difference" when it contains 0, and "too few seeds to tell"
+    when ``n < 3`` (the interval is still reported for n = 2).
+
+    Args:
+        differences: the per-seed differences, one per paired seed.
+        higher_is_better: ``False`` for metrics where lower is better (a loss, a negative-CAM peak): then a
+            negative difference is a win and an interval below 0 reads "better".
+        confidence: the interval's level, in (0, 1).
+
+    Raises:
+        ValueError: no differences, a NaN or infinite difference, or ``confidence`` outside (0, 1).
+    """
+    from scipy import stats
+
+    d = np.asarray(differences, dtype=float).ravel()
+    if d.size == 0:
+        raise ValueError("paired_verdict needs at least one per-seed difference, got none")
+    if not np.all(np.isfinite(d)):
+        raise ValueError(f"differences must be finite numbers, got {d.tolist()}; check the runs that produced them")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), e.g. 0.95; got {confidence!r}")
+    n = int(d.size)
+    mean = float(d.mean())
+    if n >= 2:
+        se = float(d.std(ddof=1) / math.sqrt(n))
+        half = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * se
+        low, high = mean - half, mean + half
+    else:
+        se = low = high = math.nan
+    wins = int((d > 0).sum() if higher_is_better else (d < 0).sum())
+    if n < MIN_SEEDS_FOR_VERDICT:
+        verdict = "too few seeds to tell"
+    elif low > 0 or high < 0:
+        verdict = "better" if (low > 0) == higher_is_better else "worse"
+    else:
+        verdict = "no clear difference"
+    return PairedVerdict(n, mean, se, low, high, confidence, wins, verdict, higher_is_better, tuple(d.tolist()))
+
+
+def paired_difference(
+    results: Sequence[RunResult],
+    metric: str = "top1",
+    baseline: str = "ce",
+    higher_is_better: bool = True,
+    confidence: float = 0.95,
+) -> Dict[str, PairedVerdict]:
+    """Per-seed differences ``metric(loss) - metric(baseline)`` for every other loss label, as verdicts.
+
+    Runs are paired by seed; seeds missing from either side are left out.
+
+    Returns:
+        ``{label: PairedVerdict}`` (see :func:`paired_verdict`).
+
+    Raises:
+        ValueError: no run with the ``baseline`` label.
     """
     base = {r.seed: r.metrics[metric] for r in results if r.label == baseline}
-    out: Dict[str, Dict[str, float]] = {}
+    if not base:
+        labels = sorted({r.label for r in results})
+        raise ValueError(f"no run labelled baseline={baseline!r} among {labels}; pass one of those as baseline")
+    out: Dict[str, PairedVerdict] = {}
     for label in dict.fromkeys(r.label for r in results):
         if label == baseline:
             continue
-        diffs = np.array([r.metrics[metric] - base[r.seed] for r in results if r.label == label and r.seed in base])
-        if len(diffs) == 0:
-            continue
-        se = float(diffs.std(ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else math.nan
-        out[label] = {"mean": float(diffs.mean()), "se": se, "n": float(len(diffs)), "wins": float((diffs > 0).sum())}
+        diffs = [r.metrics[metric] - base[r.seed] for r in results if r.label == label and r.seed in base]
+        if diffs:
+            out[label] = paired_verdict(diffs, higher_is_better=higher_is_better, confidence=confidence)
     return out
 
 
+def format_verdicts(verdicts: Mapping[str, PairedVerdict], baseline: str = "ce", unit: str = "points") -> str:
+    """A Markdown table of :func:`paired_difference` verdicts: mean, interval, wins and the verdict."""
+    lines = [f"| loss vs {baseline} | paired mean ({unit}) | 95% CI (t) | wins | verdict |", "|---|---|---|---|---|"]
+    for label, v in verdicts.items():
+        ci = f"[{v.ci_low:+.2f}, {v.ci_high:+.2f}]" if v.n >= 2 else "n/a (n = 1)"
+        if v.n >= 2 and abs(v.confidence - 0.95) > 1e-9:
+            ci += f" at {v.confidence:.0%}"
+        lines.append(f"| {label} | {v.mean:+.2f} | {ci} | {v.wins}/{v.n} | {v.verdict} |")
+    return "\n".join(lines)
+
+
 def format_table(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] = tuple(METRIC_LABELS)) -> str:
-    """A Markdown table of :func:`summarize` rows: ``mean ± std`` per metric."""
+    """A Markdown table of :func:`summarize` rows: ``mean ± std`` per metric (a single run shows its value
+    alone; the ``seeds`` column says n = 1)."""
     metrics = [m for m in metrics if any(f"{m}_mean" in r for r in rows)]
     head = ["loss", "seeds"] + [METRIC_LABELS.get(m, m) for m in metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -213,6 +342,10 @@ def format_table(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] = tup
                 cells.append("-")
                 continue
             digits = 3 if m in ("box_iou", "neg_ratio") else (1 if m != "neg_peak" else 2)
-            cells.append(f"{r[f'{m}_mean']:.{digits}f} ± {r[f'{m}_std']:.{digits}f}")
+            std = r[f"{m}_std"]
+            if r["n"] > 1 and std == std:
+                cells.append(f"{r[f'{m}_mean']:.{digits}f} ± {std:.{digits}f}")
+            else:
+                cells.append(f"{r[f'{m}_mean']:.{digits}f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -21,6 +21,8 @@ The training objective is ``CE(logits, y) + lambda * HNC``.
 
 from __future__ import annotations
 
+import contextlib
+
 import numbers
 from typing import Optional, Tuple
 
@@ -272,7 +274,7 @@ class HNCLoss(nn.Module):
         _check_k_against_classes(self.k, num_classes)
         positives = positive_mask(targets.to(features.device), num_classes)
         # rank at full precision: autocast would run F.linear in half precision and could swap near-ties
-        with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
+        with torch.no_grad(), _full_precision(features.device.type):
             if logits is None:
                 f32 = _at_least_float32
                 scores = F.linear(f32(features).mean(dim=(2, 3)), f32(weight), None if bias is None else f32(bias))
@@ -285,6 +287,15 @@ class HNCLoss(nn.Module):
         index, valid = select_negatives(scores, positives, self.k)
         selected = cams_for_classes(features, weight, bias, index)  # (B, k', H, W)
         return _reduce(selected, valid, self.variant, self.temperature)
+
+
+def _full_precision(device_type: str):
+    """Autocast switched off where it is on; a null context where this torch build has no autocast for
+    ``device_type`` (entering ``torch.autocast("mps", enabled=False)`` raises on older builds)."""
+    try:
+        return torch.autocast(device_type, enabled=False)
+    except RuntimeError:
+        return contextlib.nullcontext()
 
 
 def hnc_loss(

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -239,6 +240,17 @@ def _amp_dtype(device: torch.device, enabled: bool) -> Optional[torch.dtype]:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
+    """``torch.autocast`` where AMP is on (CUDA only), a null context elsewhere.
+
+    Entering ``torch.autocast(device.type, enabled=False)`` is not harmless: torch builds inside our floor
+    raise for device types their autocast does not know (``mps`` in older releases), even when disabled.
+    """
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
 def _progress(iterable, progress: bool, **kwargs):
     if not progress:
         return iterable
@@ -331,7 +343,7 @@ def fit(
         for batch in _progress(loader, progress, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False):
             x = batch[0].to(dev, non_blocking=True)
             y = batch[1].to(dev, non_blocking=True)
-            with torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            with _autocast(dev, amp_dtype):
                 out = model(x)
                 base = _base_loss(out.logits, y, config)
                 if hnc_fn is not None:

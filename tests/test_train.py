@@ -218,3 +218,20 @@ def test_k_too_large_for_the_data_raises_at_the_first_step(tiny):
     train, _ = tiny
     with pytest.raises(ValueError, match="k = 12 is larger"):
         fit(small_model(), train, CFG.replace(k=12, epochs=1), progress=False)
+
+
+def test_fit_never_enters_autocast_off_cuda(tiny, monkeypatch):
+    """torch builds inside the floor raise on ``torch.autocast("mps", enabled=False)``: off CUDA, fit and the
+    HNC top-k path must not enter autocast at all (simulated here by an autocast that raises off CUDA)."""
+    real = torch.autocast
+
+    class StrictAutocast(real):
+        def __init__(self, device_type, *args, **kwargs):
+            if device_type != "cuda":
+                raise RuntimeError(f"User specified an unsupported autocast device_type '{device_type}'")
+            super().__init__(device_type, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", StrictAutocast)
+    train, _ = tiny
+    hist = fit(small_model(), train, CFG.replace(epochs=1), progress=False)
+    assert len(hist["train_loss"]) == 1 and hist["train_hnc"][0] > 0
