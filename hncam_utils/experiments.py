@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from .train import History, TrainConfig, run_name, train_or_load
 __all__ = [
     "LossSpec",
     "DEFAULT_SPECS",
+    "CourseSetting",
+    "COURSE_DIGITS",
+    "course_runs",
     "RunResult",
     "run_experiment",
     "data_tag",
@@ -160,6 +163,60 @@ def run_experiment(
             metrics["sec_per_epoch"] = float(np.mean(history["seconds"])) if history.get("seconds") else math.nan
             results.append(RunResult(spec.label, int(seed), config, history, metrics, net))
     return results
+
+
+@dataclass(frozen=True)
+class CourseSetting:
+    """The Cluttered Digits comparison the course trains once and reuses: notebooks 01-03 train it, notebooks
+    06-09 load the same cached runs (same data, recipe and seeds give the same run names)."""
+
+    setting: str
+    n_train: int
+    n_test: int
+    epochs: int
+    seeds: Tuple[int, ...]
+
+    @property
+    def data_overrides(self) -> Dict[str, int]:
+        return {"n_train": self.n_train, "n_test": self.n_test}
+
+    def recipe(self, **changes: Any) -> TrainConfig:
+        """The shared training recipe (digits CNN, AdamW, OneCycle, batch 64) with this budget."""
+        return TrainConfig(epochs=self.epochs).replace(**changes)
+
+    def data_config(self) -> ClutteredDigitsConfig:
+        return SETTINGS[self.setting].replace(**self.data_overrides)
+
+
+#: Per profile: the hard setting (accuracy not saturated), paired seeds for the package's verdict.
+COURSE_DIGITS: Dict[str, CourseSetting] = {
+    "smoke": CourseSetting("hard", n_train=300, n_test=200, epochs=1, seeds=(0, 1, 2)),
+    "cpu": CourseSetting("hard", n_train=2000, n_test=1000, epochs=10, seeds=(0, 1, 2)),
+    "gpu": CourseSetting("hard", n_train=2000, n_test=2000, epochs=15, seeds=(0, 1, 2, 3, 4)),
+}
+
+
+def course_runs(
+    specs: Union[Sequence[LossSpec], Mapping[str, LossSpec], None] = None,
+    profile: Optional[str] = None,
+    seeds: Optional[Sequence[int]] = None,
+    **kwargs: Any,
+) -> List[RunResult]:
+    """The course's shared Cluttered Digits runs for ``profile`` (default: the current one): trained once
+    (notebooks 01-03), loaded from the cache afterwards.
+
+    Args:
+        specs: losses (default :data:`DEFAULT_SPECS`: CE, CE + HNC_mse, CE + HNC_kd).
+        profile: ``smoke``, ``cpu`` or ``gpu`` (default :func:`hncam_utils.runtime.get_profile`).
+        seeds: a subset of the profile's seeds (default: all of them).
+        kwargs: passed to :func:`run_experiment` (``cache_dir``, ``device``, ``progress`` ...).
+    """
+    from .runtime import get_profile
+
+    cs = COURSE_DIGITS[get_profile(profile)]
+    return run_experiment(cs.setting, specs if specs is not None else DEFAULT_SPECS,
+                          list(seeds) if seeds is not None else list(cs.seeds), cs.recipe(),
+                          data_overrides=cs.data_overrides, **kwargs)
 
 
 def summarize(results: Sequence[RunResult], metrics: Sequence[str] = tuple(METRIC_LABELS)) -> List[Dict[str, Any]]:

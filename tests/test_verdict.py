@@ -105,3 +105,12 @@ def test_single_seed_summary_is_shown_as_n_1_not_plus_minus_zero():
     assert rows[0]["n"] == 1 and np.isnan(rows[0]["top1_std"])
     table = format_table(rows, metrics=("top1",))
     assert "| ce | 1 | 51.0 |" in table and "±" not in table
+
+
+def test_course_setting_matches_what_notebooks_train():
+    from hncam_utils.experiments import COURSE_DIGITS
+
+    assert set(COURSE_DIGITS) == {"smoke", "cpu", "gpu"}
+    for name, cs in COURSE_DIGITS.items():
+        assert len(cs.seeds) >= 3, f"profile {name}: the verdict needs at least 3 paired seeds"
+        assert cs.recipe().epochs == cs.epochs and cs.data_config().n_train == cs.n_train
