@@ -307,9 +307,10 @@ def fit(
 
     if checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint, map_location=dev)
-        if state.get("config") != config.to_dict():
-            diff = {k: (state.get("config", {}).get(k), v) for k, v in config.to_dict().items()
-                    if state.get("config", {}).get(k) != v}
+        # a setting that an older checkpoint lacks was added later: it ran with that setting's default
+        saved = {**TrainConfig().to_dict(), **state.get("config", {})}
+        if saved != config.to_dict():
+            diff = {k: (saved.get(k), v) for k, v in config.to_dict().items() if saved.get(k) != v}
             raise CheckpointMismatchError(
                 f"checkpoint {checkpoint} was written with other settings (saved, requested): {diff}; "
                 "delete it or choose another checkpoint name"

@@ -235,3 +235,17 @@ def test_fit_never_enters_autocast_off_cuda(tiny, monkeypatch):
     train, _ = tiny
     hist = fit(small_model(), train, CFG.replace(epochs=1), progress=False)
     assert len(hist["train_loss"]) == 1 and hist["train_hnc"][0] > 0
+
+
+def test_checkpoint_from_before_a_new_setting_existed_still_loads(tiny, tmp_path):
+    """Settings added to TrainConfig later must not invalidate cached runs written before (at the default)."""
+    train, _ = tiny
+    ckpt = tmp_path / "old.pt"
+    fit(small_model(), train, CFG.replace(epochs=1), checkpoint=ckpt, progress=False)
+    state = load_checkpoint(ckpt)
+    del state["config"]["label_smoothing"]  # as if written before that field existed (default 0.0)
+    save_checkpoint(state, ckpt)
+    hist = fit(small_model(), train, CFG.replace(epochs=1), checkpoint=ckpt, progress=False)
+    assert len(hist["epoch"]) == 1
+    with pytest.raises(CheckpointMismatchError, match="label_smoothing"):
+        fit(small_model(), train, CFG.replace(epochs=1, label_smoothing=0.1), checkpoint=ckpt, progress=False)
