@@ -75,7 +75,7 @@ def test_the_maths_depends_on_torch_alone():
             assert top in ("torch", "") or top in sys.stdlib_module_names or name in (".cam",), (mod, name)
 
 
-# Which package modules each layer may import (relative names); nothing below imports plots or cli.
+# Which package modules each layer may import (relative names); nothing below imports plots, widgets or cli.
 LAYERS = {
     "cam": set(),
     "losses": {"cam"},
@@ -89,6 +89,7 @@ LAYERS = {
     "train": {"losses", "metrics", "models", "runtime", "paths"},
     "experiments": {"data", "metrics", "models", "train"},
     "plots": {"cam", "train"},
+    "widgets": {"cam", "models", "plots"},
     "cli": {"data", "experiments", "metrics", "plots", "runtime", "train"},
 }
 
