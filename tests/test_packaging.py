@@ -87,7 +87,7 @@ LAYERS = {
     "data": set(),
     "metrics": {"cam", "losses", "models"},
     "train": {"losses", "metrics", "models", "runtime", "paths"},
-    "experiments": {"data", "metrics", "models", "train"},
+    "experiments": {"data", "metrics", "models", "runtime", "train"},
     "plots": {"cam", "train"},
     "widgets": {"cam", "models", "plots"},
     "cli": {"data", "experiments", "metrics", "plots", "runtime", "train"},
