@@ -624,7 +624,12 @@ class CAMExplorer:
                 box._hncam_key = key
                 box.add_class("hncam-panel")
                 boxes.append(box)
+            old = panels.children[:-1]
             panels.children = tuple(boxes) + (c["colorbar"],)
+            for box in old:  # free the front end's copies of panels no longer shown
+                for child in box.children:
+                    child.close()
+                box.close()
         caps = self.captions(view)
         for box, key in zip(panels.children[:-1], keys):
             box.children[0].value = f"<div style='font-size:12px;max-width:{self.panel_px + 20}px'>{html.escape(caps[key])}</div>"
@@ -635,6 +640,24 @@ class CAMExplorer:
         bottom.value = f"<div style='font-size:11px'>{lo:+.3g}<br>{html.escape(_SCALE_LABEL[view.method])}<br>(shared)</div>"
         c["scores"].value = self.scores_html(view)
         c["message"].value = ""
+        self._sync_controls(view)
+
+    def _sync_controls(self, view: ExplorerView) -> None:
+        """Make the controls show the state (after an update from Python or from another control)."""
+        c, s = self._controls, self.state
+        self._syncing = True
+        try:
+            if self._options_index != view.index:
+                c["rank"].options = self._rank_options(view.index)
+                self._options_index = view.index
+            c["rank"].value = view.rank if view.rank < self.n_ranks else None
+            c["name"].value = s["class_name"] or ""
+            c["index"].value = view.index
+            c["models"].value = tuple(view.models)
+            c["method"].value = view.method
+            c["opacity"].value = float(s["opacity"])
+        finally:
+            self._syncing = False
 
     # ------------------------------------------------------------------------------------------------------
     # the widget
@@ -669,19 +692,19 @@ class CAMExplorer:
     def _build_widget(self) -> None:
         import ipywidgets as W
 
-        index = W.IntText(value=self.state["index"], description="image #", layout=W.Layout(width="170px"))
+        s = self.state
+        index = W.IntText(value=s["index"], description="image #", layout=W.Layout(width="170px"))
         source = W.Dropdown(options=list(_SOURCES), value="by index", description="choose",
                             layout=W.Layout(width="230px"))
         pick = W.Dropdown(options=[], description="", layout=W.Layout(width="440px", display="none"))
-        rank = W.Dropdown(options=self._rank_options(self.state["index"]), value=0, description="class",
-                          layout=W.Layout(width="300px"))
+        rank = W.Dropdown(options=[], description="class", layout=W.Layout(width="300px"))
         name = W.Combobox(value="", options=list(self.class_names), placeholder="or type a class name",
                           ensure_option=False, continuous_update=False, layout=W.Layout(width="210px"))
-        models = W.SelectMultiple(options=list(self.models), value=tuple(self.state["models"]), description="models",
+        models = W.SelectMultiple(options=list(self.models), value=tuple(s["models"]), description="models",
                                   rows=min(4, len(self.models)), layout=W.Layout(width="230px"))
-        method = W.Dropdown(options=[(v, k) for k, v in METHODS.items()], value=self.state["method"],
-                            description="method", layout=W.Layout(width="300px"))
-        opacity = W.FloatSlider(value=self.state["opacity"], min=0.0, max=1.0, step=0.05, description="opacity",
+        method = W.Dropdown(options=[(v, k) for k, v in METHODS.items()], value=s["method"], description="method",
+                            layout=W.Layout(width="300px"))
+        opacity = W.FloatSlider(value=s["opacity"], min=0.0, max=1.0, step=0.05, description="opacity",
                                 continuous_update=False, layout=W.Layout(width="300px"))
         message = W.HTML(value="")
         colorbar = W.VBox([W.HTML(), W.Image(value=self.colorbar_png(), format="png"), W.HTML()])
@@ -692,63 +715,33 @@ class CAMExplorer:
         for key, w in controls.items():
             w.add_class(f"hncam-{key}")
         self._controls = controls
+        self._options_index = None
 
-        def on_index(change):
-            self._safe(self._select_index, change["new"])
+        def on(widget, handler):
+            def callback(change):
+                if not self._syncing:
+                    self._safe(handler, change["new"])
+            widget.observe(callback, names="value")
 
-        def on_source(change):
-            self._safe(self._select_source, change["new"])
-
-        def on_pick(change):
-            if change["new"] is not None and not self._syncing:
-                index.value = int(change["new"])
-
-        def on_rank(change):
-            if not self._syncing and change["new"] is not None:
-                self._syncing = True
-                name.value = ""
-                self._syncing = False
-                self._safe(self.update, rank=int(change["new"]))
-
-        def on_name(change):
-            if self._syncing or not change["new"].strip():
-                return
-            self._safe(self._select_name, change["new"])
-
-        index.observe(on_index, names="value")
-        source.observe(on_source, names="value")
-        pick.observe(on_pick, names="value")
-        rank.observe(on_rank, names="value")
-        name.observe(on_name, names="value")
-        models.observe(lambda c: self._safe(self.update, models=list(c["new"])), names="value")
-        def on_method(change):
-            if change["new"] == "ig":
+        def on_method(value):
+            if value == "ig":
                 self.show_message("computing Integrated Gradients (it runs each network a few dozen times) ...")
-            self._safe(self.update, method=change["new"])
+            self.update(method=value)
 
-        method.observe(on_method, names="value")
-        opacity.observe(lambda c: self._safe(self.update, opacity=float(c["new"])), names="value")
+        on(index, lambda v: self.update(index=v))
+        on(source, self._select_source)
+        on(pick, lambda v: v is not None and self.update(index=int(v)))
+        on(rank, lambda v: v is not None and self.update(rank=int(v)))
+        on(name, lambda v: v.strip() and self.update(class_name=v))
+        on(models, lambda v: self.update(models=list(v)))
+        on(method, on_method)
+        on(opacity, lambda v: self.update(opacity=float(v)))
 
         rows = [W.HBox([index, source, pick]), W.HBox([rank, name, method]), W.HBox([models, opacity]),
                 message, panels, scores]
         self._widget = W.VBox(rows)
         self._widget.add_class("hncam-explorer")
         self._safe(self.update)
-
-    def _select_index(self, value: int) -> None:
-        index = self._check_index(value)
-        c = self._controls
-        self._syncing = True
-        try:
-            c["rank"].options = self._rank_options(index)
-            rank = self.state["rank"] if self.state["rank"] is not None and self.state["rank"] < self.n_ranks else 0
-            c["rank"].value = rank if not self.state["class_name"] else None
-        finally:
-            self._syncing = False
-        if self.state["class_name"]:
-            self.update(index=index, class_name=self.state["class_name"])
-        else:
-            self.update(index=index, rank=rank)
 
     def _select_source(self, value: str) -> None:
         c = self._controls
@@ -766,14 +759,6 @@ class CAMExplorer:
         c["pick"].layout.display = None
         if entries:
             c["pick"].value = entries[0][0]
-
-    def _select_name(self, value: str) -> None:
-        view = self.update(class_name=value)
-        self._syncing = True
-        try:
-            self._controls["rank"].value = view.rank if view.rank < self.n_ranks else None
-        finally:
-            self._syncing = False
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

@@ -328,3 +328,16 @@ def test_static_grid_uses_the_reference_ranking_and_one_scale(explorer):
     plt.close(fig)
     with pytest.raises(IndexError):
         explorer.static_grid([7])
+
+
+def test_an_update_from_python_moves_the_controls(explorer):
+    explorer.update(index=3, rank=2, method="gradcam", opacity=0.4)  # before the widget exists
+    c = explorer.widget and explorer._controls
+    assert (c["index"].value, c["rank"].value, c["method"].value, c["opacity"].value) == (3, 2, "gradcam", 0.4)
+    assert c["rank"].options[0][0] == "ground truth: c1"
+    explorer.update(index=5, class_name="c2", models=["hnc_kd"])       # after
+    assert c["index"].value == 5 and c["name"].value == "c2" and c["models"].value == ("hnc_kd",)
+    assert c["rank"].options[0][0] == "ground truth: c9"
+    old = c["panels"].children[1]
+    explorer.update(models=["ce", "hnc_kd"])
+    assert old.comm is None  # the panel no longer shown was closed (no leak of front-end models)
