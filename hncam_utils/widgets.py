@@ -250,7 +250,8 @@ class CAMExplorer:
         self.backbone_runs = 0
         #: how often a pixel method ran (gradients through the whole network)
         self.pixel_runs = 0
-        #: ``{"compute_ms", "draw_ms"}`` of the last :meth:`update`
+        #: milliseconds spent by the last :meth:`update`: ``compute_ms`` (maps and scores), ``draw_ms`` (colouring
+        #: and PNG encoding), ``widgets_ms`` (pushing them into the widgets) and ``total_ms``
         self.last_timings: Dict[str, float] = {}
 
         self.state: Dict[str, Any] = {"index": 0, "rank": 0, "class_name": None, "models": list(self.models),
