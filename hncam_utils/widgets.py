@@ -621,7 +621,8 @@ class CAMExplorer:
         if [getattr(b, "_hncam_key", None) for b in panels.children[:-1]] != keys:
             boxes = []
             for key in keys:
-                box = W.VBox([W.HTML(), W.Image(format="png")], layout=W.Layout(margin="0 6px 0 0"))
+                box = W.VBox([W.HTML(), W.Image(format="png", layout=W.Layout(object_fit="contain"))],
+                             layout=W.Layout(margin="0 6px 0 0", align_items="flex-start"))
                 box._hncam_key = key
                 box.add_class("hncam-panel")
                 boxes.append(box)
@@ -708,7 +709,9 @@ class CAMExplorer:
         opacity = W.FloatSlider(value=s["opacity"], min=0.0, max=1.0, step=0.05, description="opacity",
                                 continuous_update=False, layout=W.Layout(width="300px"))
         message = W.HTML(value="")
-        colorbar = W.VBox([W.HTML(), W.Image(value=self.colorbar_png(), format="png"), W.HTML()])
+        strip = W.Image(value=self.colorbar_png(), format="png",
+                        layout=W.Layout(width="14px", height=f"{self.panel_px}px", object_fit="fill"))
+        colorbar = W.VBox([W.HTML(), strip, W.HTML()], layout=W.Layout(align_items="flex-start"))
         panels = W.HBox([colorbar], layout=W.Layout(flex_flow="row wrap"))
         scores = W.HTML(value="")
         controls = dict(index=index, source=source, pick=pick, rank=rank, name=name, models=models, method=method,

@@ -199,8 +199,9 @@ def test_explorer_renders_and_reacts_in_jupyterlab(lab):
                            const k = w && w.sessionContext && w.sessionContext.session
                                      && w.sessionContext.session.kernel;
                            return k && k.status === 'idle'; }""", timeout=60_000)
-            kernels = _get_json(f"{lab['base']}/api/kernels")
-            assert len(kernels) == 1 and kernels[0]["execution_state"] == "idle", kernels
+            # ... and the server agrees (its state can lag the page's by a moment)
+            _wait(lambda: [k["execution_state"] for k in _get_json(f"{lab['base']}/api/kernels")] == ["idle"], 30,
+                  "one idle kernel in /api/kernels")
             page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
             page.wait_for_function(
                 """() => { const r = document.querySelector('.hncam-explorer');
