@@ -86,6 +86,7 @@ LAYERS = {
     "download": {"paths"},
     "data": {"download", "paths"},
     "metrics": {"cam", "losses", "models"},
+    "wsol": {"cam", "losses", "metrics", "models"},
     "train": {"losses", "metrics", "models", "runtime", "paths"},
     "experiments": {"data", "metrics", "models", "runtime", "train"},
     "plots": {"cam", "train"},
