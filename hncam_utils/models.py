@@ -237,11 +237,13 @@ def resnet50_cam(
     return TorchvisionCAM(model)
 
 
-def check_num_classes(model: nn.Module, num_classes: int, dataset: str = "the data set") -> None:
-    """Check that a CAM model has one output per class of the data set.
+def check_num_classes(model: nn.Module, num_classes: int, dataset: str = "the data set", k: Optional[int] = None) -> None:
+    """Check, before training, that a CAM model has one output per class of the data set and that HNC's ``k``
+    (negatives per image) fits it: ``k <= num_classes - 1``.
 
     Raises:
-        ValueError: they differ; the message says how to build a matching model.
+        ValueError: the model's outputs differ from ``num_classes``, or ``k`` is too large; the message says
+            what to use instead.
     """
     net = unwrap(model)
     head = getattr(net, "classifier", None)
@@ -253,6 +255,13 @@ def check_num_classes(model: nn.Module, num_classes: int, dataset: str = "the da
             f"the model has {outputs} outputs but {dataset} has {num_classes} classes: build it with "
             f"num_classes={num_classes} (e.g. build_model(name, num_classes={num_classes})), or, to fine-tune a "
             f"trained model, replace its head with nn.Linear(in_features, {num_classes})"
+        )
+    if k is not None and k > num_classes - 1:
+        raise ValueError(
+            f"k = {k} negatives per image is too large for {dataset}: with {num_classes} classes each image has "
+            f"{num_classes - 1} negative classes, so use k <= {num_classes - 1} (or k=None for all of them). "
+            "k = 100 is the official value for ImageNet's 1,000 classes; a smaller k focuses on the most "
+            "confusable classes"
         )
 
 

@@ -75,6 +75,8 @@ class TrainConfig:
         seed: batch order (and, through :func:`train_or_load`, initialisation).
         amp: mixed precision on CUDA (ignored elsewhere).
         num_workers: DataLoader workers.
+        head_lr_scale: the classifier (``classifier``, the new head when fine-tuning) learns at
+            ``head_lr_scale * lr``, the rest at ``lr`` (10 for the usual CUB fine-tuning recipe).
         eval_batch_size: batch size for the per-epoch evaluation.
     """
 
@@ -98,6 +100,7 @@ class TrainConfig:
     amp: bool = True
     num_workers: int = 0
     eval_batch_size: int = 256
+    head_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -108,6 +111,8 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose onecycle, cosine, step or constant")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if self.head_lr_scale <= 0:
+            raise ValueError(f"head_lr_scale must be > 0, got {self.head_lr_scale}")
         if self.lr <= 0 or self.hnc_lambda < 0:
             raise ValueError(f"lr must be > 0 and hnc_lambda >= 0, got {self.lr}, {self.hnc_lambda}")
         if self.loss != "ce":
@@ -191,18 +196,31 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
         raise RuntimeError(f"could not read checkpoint {path} ({exc}); delete it to train again") from exc
 
 
+def _param_groups(model: nn.Module, cfg: TrainConfig):
+    """One group, or the head apart at ``head_lr_scale * lr`` (fine-tuning)."""
+    if cfg.head_lr_scale == 1.0:
+        return model.parameters()
+    head = {id(p) for p in unwrap(model).classifier.parameters()}
+    return [
+        {"params": [p for p in model.parameters() if id(p) not in head], "lr": cfg.lr},
+        {"params": [p for p in model.parameters() if id(p) in head], "lr": cfg.lr * cfg.head_lr_scale},
+    ]
+
+
 def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = _param_groups(model, cfg)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
+        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
     )
 
 
 def _make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
     total = cfg.epochs * steps_per_epoch
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=cfg.pct_start)
+        max_lr = [group["lr"] for group in opt.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total, pct_start=cfg.pct_start)
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     if cfg.schedule == "step":
