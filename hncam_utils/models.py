@@ -32,6 +32,7 @@ __all__ = [
     "resnet50_cam",
     "WeightsUnavailableError",
     "check_num_classes",
+    "check_k",
     "digits_cnn",
     "build_model",
     "MODELS",
@@ -256,6 +257,15 @@ def check_num_classes(model: nn.Module, num_classes: int, dataset: str = "the da
             f"num_classes={num_classes} (e.g. build_model(name, num_classes={num_classes})), or, to fine-tune a "
             f"trained model, replace its head with nn.Linear(in_features, {num_classes})"
         )
+    check_k(k, num_classes, dataset)
+
+
+def check_k(k: Optional[int], num_classes: int, dataset: str = "the data set") -> None:
+    """Check that HNC's ``k`` (negatives per image) fits a data set of ``num_classes`` classes.
+
+    Raises:
+        ValueError: ``k > num_classes - 1``; the message gives the largest usable ``k``.
+    """
     if k is not None and k > num_classes - 1:
         raise ValueError(
             f"k = {k} negatives per image is too large for {dataset}: with {num_classes} classes each image has "

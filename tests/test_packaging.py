@@ -87,6 +87,8 @@ LAYERS = {
     "data": {"download", "paths"},
     "metrics": {"cam", "losses", "models"},
     "wsol": {"cam", "losses", "metrics", "models"},
+    "finegrained": {"data", "experiments", "metrics", "models", "paths", "train", "wsol"},
+    "locplots": {"cam", "wsol"},
     "train": {"losses", "metrics", "models", "runtime", "paths"},
     "experiments": {"data", "metrics", "models", "runtime", "train"},
     "plots": {"cam", "train"},

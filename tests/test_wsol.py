@@ -210,3 +210,21 @@ def test_evaluate_wsol_on_the_cub_fixture(tmp_path):
     assert torch.equal(out["classes"][:, 0], torch.tensor(data.targets[:5]))
     with pytest.raises(ValueError, match="label 2 but the model has 2 outputs"):
         evaluate_wsol(digits_cnn(num_classes=2, in_channels=3), DataLoader(data, batch_size=6))
+
+
+def test_most_changed_picks_the_largest_iou_changes():
+    from hncam_utils.finegrained import most_changed
+
+    def result(ious):
+        ev = WSOLEvaluator(thresholds=[0.5])
+        r = None
+        for iou in ious:  # a box of the right width gives each IoU exactly
+            w = int(round(iou * 10))
+            cam = torch.from_numpy(_rect(12, 12, (0, 0, max(w, 1), 10, 1.0)))[None] if w else torch.zeros(1, 12, 12)
+            ev.accumulate(cam, torch.tensor([[0.0, 0.0, 9.0, 9.0]]))
+        r = ev.compute()
+        return r
+
+    base, other = result([0.5, 0.5, 0.5, 0.5]), result([0.9, 0.5, 0.2, 0.7])
+    changed = most_changed(base, other, n=2)
+    assert changed["improved"] == [0, 3] and changed["damaged"] == [2]
