@@ -82,6 +82,7 @@ LAYERS = {
     "models": {"cam"},
     "runtime": set(),
     "paths": set(),
+    "skips": set(),
     "results": {"paths"},
     "download": {"paths"},
     "data": {"download", "paths"},
