@@ -90,6 +90,7 @@ LAYERS = {
     "wsol": {"cam", "losses", "metrics", "models"},
     "finegrained": {"data", "experiments", "metrics", "models", "paths", "train", "wsol"},
     "locplots": {"cam", "wsol"},
+    "cifar_experiment": {"data", "experiments", "metrics", "models", "paths", "train"},
     "train": {"losses", "metrics", "models", "runtime", "paths"},
     "experiments": {"data", "metrics", "models", "runtime", "train"},
     "plots": {"cam", "train"},
