@@ -83,19 +83,19 @@ def _specs(k: int) -> Tuple[LossSpec, ...]:
 CUB_SETTINGS: Dict[str, CUBSetting] = {
     "smoke": CUBSetting(
         fixture=True, num_classes=None, image_size=48, last_stride=1, weights="DEFAULT", allow_random_weights=True,
-        train=TrainConfig(epochs=1, batch_size=12, optimizer="sgd", lr=0.003, head_lr_scale=10, weight_decay=1e-4,
+        train=TrainConfig(epochs=1, batch_size=12, optimizer="sgd", lr=0.003, head_lr_mult=10, weight_decay=1e-4,
                           schedule="cosine", eval_batch_size=12),
         losses=_specs(2)[:2], seeds=(0, 1),
     ),
     "cpu": CUBSetting(
         fixture=False, num_classes=10, image_size=160, last_stride=2, weights="DEFAULT",
-        train=TrainConfig(epochs=3, batch_size=16, optimizer="sgd", lr=0.01, head_lr_scale=10, weight_decay=1e-4,
+        train=TrainConfig(epochs=3, batch_size=16, optimizer="sgd", lr=0.01, head_lr_mult=10, weight_decay=1e-4,
                           schedule="cosine", eval_batch_size=32, num_workers=2),
         losses=_specs(3)[:2], seeds=(0,),
     ),
     "gpu": CUBSetting(
         fixture=False, num_classes=None, image_size=224, last_stride=1, weights="DEFAULT",
-        train=TrainConfig(epochs=20, batch_size=64, optimizer="sgd", lr=0.01, head_lr_scale=10, weight_decay=1e-4,
+        train=TrainConfig(epochs=20, batch_size=64, optimizer="sgd", lr=0.01, head_lr_mult=10, weight_decay=1e-4,
                           schedule="cosine", eval_batch_size=128, num_workers=4),
         losses=_specs(10), seeds=(0, 1, 2),
     ),

@@ -75,9 +75,9 @@ class TrainConfig:
         seed: batch order (and, through :func:`train_or_load`, initialisation).
         amp: mixed precision on CUDA (ignored elsewhere).
         num_workers: DataLoader workers.
-        head_lr_scale: the classifier (``classifier``, the new head when fine-tuning) learns at
-            ``head_lr_scale * lr``, the rest at ``lr`` (10 for the usual CUB fine-tuning recipe).
         eval_batch_size: batch size for the per-epoch evaluation.
+        head_lr_mult: learning-rate multiplier of the classifier head (its own parameter group), e.g. 10 when
+            fine-tuning a pretrained backbone with a new head.
     """
 
     epochs: int = 4
@@ -100,7 +100,7 @@ class TrainConfig:
     amp: bool = True
     num_workers: int = 0
     eval_batch_size: int = 256
-    head_lr_scale: float = 1.0
+    head_lr_mult: float = 1.0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -111,8 +111,6 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose onecycle, cosine, step or constant")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
-        if self.head_lr_scale <= 0:
-            raise ValueError(f"head_lr_scale must be > 0, got {self.head_lr_scale}")
         if self.lr <= 0 or self.hnc_lambda < 0:
             raise ValueError(f"lr must be > 0 and hnc_lambda >= 0, got {self.lr}, {self.hnc_lambda}")
         if self.loss != "ce":
@@ -197,14 +195,14 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
 
 
 def _param_groups(model: nn.Module, cfg: TrainConfig):
-    """One group, or the head apart at ``head_lr_scale * lr`` (fine-tuning)."""
-    if cfg.head_lr_scale == 1.0:
+    """All parameters in one group, or, with ``head_lr_mult != 1``, the backbone at ``lr`` and the classifier
+    head at ``lr * head_lr_mult``."""
+    if cfg.head_lr_mult == 1.0:
         return model.parameters()
-    head = {id(p) for p in unwrap(model).classifier.parameters()}
-    return [
-        {"params": [p for p in model.parameters() if id(p) not in head], "lr": cfg.lr},
-        {"params": [p for p in model.parameters() if id(p) in head], "lr": cfg.lr * cfg.head_lr_scale},
-    ]
+    head = list(unwrap(model).classifier.parameters())
+    head_ids = {id(p) for p in head}
+    body = [p for p in model.parameters() if id(p) not in head_ids]
+    return [{"params": body, "lr": cfg.lr}, {"params": head, "lr": cfg.lr * cfg.head_lr_mult}]
 
 
 def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -219,7 +217,7 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 def _make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
     total = cfg.epochs * steps_per_epoch
     if cfg.schedule == "onecycle":
-        max_lr = [group["lr"] for group in opt.param_groups]
+        max_lr = [g["lr"] for g in opt.param_groups] if len(opt.param_groups) > 1 else cfg.lr
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total, pct_start=cfg.pct_start)
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
