@@ -9,8 +9,11 @@ runner reports the notebook as skipped, with the error's message, instead of fai
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Optional, Union
+
+from .paths import data_home
 
 __all__ = ["SKIP_MARKER", "SKIP_ERRORS", "report_skip", "is_skip_error"]
 
@@ -29,9 +32,14 @@ def is_skip_error(error: BaseException) -> bool:
 def report_skip(section: str, reason: Union[str, BaseException], file: Optional[object] = None) -> str:
     """Print that ``section`` was skipped, with the reason (an error's message says how to get the data).
 
-    Returns the printed text. The first line reads ``[skipped] <section>: <first line of the reason>``.
+    Returns the printed text. The first line reads ``[skipped] <section>: <first line of the reason>``. The data
+    folder is written ``$HNCAM_HOME`` (when that variable is set) and the home folder ``~``.
     """
     text = str(reason).strip() or type(reason).__name__
+    # no machine paths in stored outputs: the data folder and the home folder by their names
+    home = str(data_home(create=False))
+    text = text.replace(home, "$HNCAM_HOME" if os.environ.get("HNCAM_HOME") else home.replace(os.path.expanduser("~"), "~"))
+    text = text.replace(os.path.expanduser("~") + os.sep, "~" + os.sep)
     first, _, rest = text.partition("\n")
     message = f"{SKIP_MARKER} {section}: {first}" + (f"\n{rest}" if rest else "")
     print(message, file=file or sys.stdout, flush=True)

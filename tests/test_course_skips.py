@@ -41,6 +41,16 @@ def test_report_skip_and_is_skip_error(tmp_path, capsys):
     assert not skips.is_skip_error(ValueError("a bug"))
 
 
+def test_report_skip_hides_machine_paths(tmp_path, monkeypatch, capsys):
+    import os
+
+    monkeypatch.setenv("HNCAM_HOME", str(tmp_path / "hncam"))
+    skips.report_skip("CUB", f"put CUB_200_2011.tgz in {tmp_path / 'hncam' / 'data'}")
+    assert capsys.readouterr().out.strip() == "[skipped] CUB: put CUB_200_2011.tgz in $HNCAM_HOME/data"
+    skips.report_skip("x", os.path.expanduser("~/elsewhere/file"))
+    assert "~/elsewhere/file" in capsys.readouterr().out
+
+
 def _notebook(folder: Path, name: str, *sources: str) -> None:
     nb = new_notebook(cells=[new_code_cell(s) for s in sources])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

@@ -82,7 +82,7 @@ LAYERS = {
     "models": {"cam"},
     "runtime": set(),
     "paths": set(),
-    "skips": set(),
+    "skips": {"paths"},
     "results": {"paths"},
     "download": {"paths"},
     "data": {"download", "paths"},
