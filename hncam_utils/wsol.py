@@ -95,6 +95,12 @@ def boxes_from_cam(
         One ``(n, 4)`` int array of boxes ``(x0, y0, x1, y1)`` per threshold (``x1 <= W - 1``,
         ``y1 <= H - 1`` as theirs); ``[[0, 0, 0, 0]]`` when no pixel passes.
     """
+    every, largest = _region_boxes(cam, thresholds)
+    return every if all_regions else largest
+
+
+def _region_boxes(cam: np.ndarray, thresholds: Sequence[float]) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+    """Both box lists of :func:`boxes_from_cam` (all regions, largest region) from one labelling per threshold."""
     from scipy import ndimage
 
     cam = np.asarray(cam, dtype=np.float32)
@@ -103,25 +109,26 @@ def boxes_from_cam(
     h, w = cam.shape
     quantised = (cam * 255).astype(np.uint8)
     peak = int(quantised.max())
-    cache: Dict[int, np.ndarray] = {}
-    out: List[np.ndarray] = []
+    empty = np.zeros((1, 4), dtype=np.int64)
+    cache: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
+    every: List[np.ndarray] = []
+    largest: List[np.ndarray] = []
     for tau in thresholds:
         cut = int(tau * peak)
         if cut not in cache:
             labels, n = ndimage.label(quantised > cut, structure=_EIGHT)
             if n == 0:
-                cache[cut] = np.zeros((1, 4), dtype=np.int64)
+                cache[cut] = (empty, empty)
             else:
                 slices = ndimage.find_objects(labels)
                 boxes = np.array([[s[1].start, s[0].start, s[1].stop, s[0].stop] for s in slices], dtype=np.int64)
                 boxes[:, 2] = np.minimum(boxes[:, 2], w - 1)
                 boxes[:, 3] = np.minimum(boxes[:, 3], h - 1)
-                if not all_regions:
-                    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-                    boxes = boxes[[int(np.argmax(sizes))]]
-                cache[cut] = boxes
-        out.append(cache[cut])
-    return out
+                sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+                cache[cut] = (boxes, boxes[[int(np.argmax(sizes))]])
+        every.append(cache[cut][0])
+        largest.append(cache[cut][1])
+    return every, largest
 
 
 def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -250,8 +257,7 @@ class WSOLEvaluator:
             gt = gt[(gt >= 0).all(axis=1)]
             if len(gt) == 0:
                 raise ValueError("an image without a ground-truth box: WSOL metrics need one per image")
-            all_boxes = boxes_from_cam(cam, self.thresholds, all_regions=True)
-            largest = boxes_from_cam(cam, self.thresholds, all_regions=False)
+            all_boxes, largest = _region_boxes(cam, self.thresholds)
             self._iou_all.append(np.array([box_iou_matrix(b, gt).max() for b in all_boxes]))
             self._iou_largest.append(np.array([box_iou_matrix(b, gt).max() for b in largest]))
         flags = np.zeros(len(maps), dtype=bool) if correct is None else torch.as_tensor(correct).cpu().numpy().astype(bool)
