@@ -37,7 +37,7 @@ from .data import CUB200, cub_transforms, make_cub_fixture
 from .experiments import LossSpec, RunResult
 from .models import WeightsUnavailableError, check_k, check_num_classes, resnet50_cam
 from .paths import data_home
-from .train import TrainConfig, run_name, train_or_load
+from .train import TrainConfig, checkpoint_path, run_name, train_or_load
 from .wsol import WSOLResult, evaluate_wsol
 
 __all__ = [
@@ -175,18 +175,23 @@ def run_cub(
 ) -> List[RunResult]:
     """Train (or load from the cache) every loss x seed of ``setting`` and evaluate it on the test split.
 
-    Each :class:`~hncam_utils.experiments.RunResult` has ``metrics`` with :data:`CUB_METRICS` and
-    ``metrics["weights"]``; ``result.wsol`` (added attribute) holds the :class:`~hncam_utils.wsol.WSOLResult`
-    with per-image IoUs, for the most improved / damaged figures.
+    Each :class:`~hncam_utils.experiments.RunResult` has ``metrics`` with :data:`CUB_METRICS`; two added
+    attributes: ``result.wsol``, the :class:`~hncam_utils.wsol.WSOLResult` with per-image IoUs (for the most
+    improved / damaged figures), and ``result.weights``, which weights the run started from. The pretrained
+    weights are fetched only when a run must be trained: cached runs load without them.
     """
     num_classes = len(data.classes)
-    template, weights_used = build_cub_model(setting, num_classes, progress=progress)  # weights fetched once
-    check_num_classes(template, num_classes, "this CUB split")
+    templates: Dict[bool, Tuple[nn.Module, str]] = {}
 
-    def build() -> nn.Module:  # called after seeding: the backbone is shared, the new head depends on the seed
-        model = copy.deepcopy(template)
-        model.classifier.reset_parameters()
-        return model
+    def template(cached: bool) -> Tuple[nn.Module, str]:
+        """The start of every run, built once: pretrained (fetched once), or bare when the run is cached."""
+        if cached not in templates:
+            if cached:
+                templates[cached] = resnet50_cam(num_classes, weights=None, last_stride=setting.last_stride), "from the cached run"
+            else:
+                templates[cached] = build_cub_model(setting, num_classes, progress=progress)
+            check_num_classes(templates[cached][0], num_classes, "this CUB split")
+        return templates[cached]
 
     results: List[RunResult] = []
     for spec in setting.losses:
@@ -197,6 +202,14 @@ def run_cub(
             name = run_name(setting.tag(), "resnet50", config)
             if progress:
                 print(f"[{spec.label} seed {seed}] {name}", flush=True)
+            cached = checkpoint_path(name, cache_dir).exists()
+            start, weights_used = template(cached)
+
+            def build() -> nn.Module:  # called after seeding: shared backbone, a new head that depends on the seed
+                model = copy.deepcopy(start)
+                model.classifier.reset_parameters()
+                return model
+
             model, history = train_or_load(build, data.train, config, name, test_data=data.test, cache_dir=cache_dir,
                                            device=device, progress=progress)
             loader = DataLoader(data.test, batch_size=config.eval_batch_size, num_workers=config.num_workers)
