@@ -51,8 +51,10 @@ def plot_cam_rows(
     ious: Optional[Mapping[str, Sequence[float]]] = None,
     preds: Optional[Mapping[str, Sequence[int]]] = None,
     alpha: float = 0.6,
+    show_image: bool = True,
 ):
-    """One row per image: for each model, the ground-truth CAM then its top negative CAMs, on the image.
+    """One row per image: the image with its box, then for each model the ground-truth CAM and its top negative
+    CAMs over the image.
 
     All maps in a row share one symmetric colour scale (blue negative, red positive, a colour bar per row), so
     a CE model's and an HNC model's maps are compared by their real values, not each normalised on its own.
@@ -66,6 +68,7 @@ def plot_cam_rows(
         row_titles: a label per row (e.g. "improved by +0.45 IoU").
         ious: ``{model label: per-image IoU}`` shown in the ground-truth panel's title.
         preds: ``{model label: per-image top-1 prediction}``; a wrong one is marked in the title.
+        show_image: a first column with the image in colour and its box.
     """
     import matplotlib.pyplot as plt
 
@@ -73,17 +76,26 @@ def plot_cam_rows(
     size = tuple(images.shape[-2:])
     labels = list(maps)
     per_model = next(iter(maps.values()))[0].shape[1]
-    cols = len(labels) * per_model
+    first = 1 if show_image else 0
+    cols = first + len(labels) * per_model
     fig, axes = plt.subplots(n, cols, figsize=(2.0 * cols + 0.8, 2.3 * n), squeeze=False)
     for i in range(n):
         up = {lab: upsample_cams(maps[lab][0][i : i + 1].float(), size)[0] for lab in labels}
         limit = max(float(u.abs().max()) for u in up.values()) or 1.0
         img = images[i].permute(1, 2, 0).clamp(0, 1).numpy()
         shown = None
+        if show_image:
+            ax = axes[i][0]
+            ax.imshow(img)
+            draw_box(ax, boxes[i].tolist())
+            gt = int(next(iter(maps.values()))[1][i, 0])
+            ax.set_title(f"image · {(class_names[gt] if gt < len(class_names) else str(gt))[:20]}", fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
         for m, lab in enumerate(labels):
             cams, classes = maps[lab]
             for j in range(per_model):
-                ax = axes[i][m * per_model + j]
+                ax = axes[i][first + m * per_model + j]
                 ax.imshow(img.mean(axis=2), cmap="gray", vmin=0, vmax=1)
                 shown = ax.imshow(up[lab][j].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=alpha)
                 draw_box(ax, boxes[i].tolist())
@@ -103,5 +115,5 @@ def plot_cam_rows(
                 ax.set_yticks([])
         if row_titles is not None:
             axes[i][0].set_ylabel(row_titles[i], fontsize=8)
-        fig.colorbar(shown, ax=list(axes[i]), fraction=0.015, pad=0.01)
+        fig.colorbar(shown, ax=list(axes[i][first:]), fraction=0.015, pad=0.01)
     return fig
