@@ -39,7 +39,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .cam import compute_cams
-from .losses import positive_mask, select_negatives
 
 __all__ = [
     "IOU_THRESHOLDS",
@@ -307,7 +306,6 @@ def evaluate_wsol(
     k: int = 3,
     thresholds: Optional[Sequence[float]] = None,
     loc_threshold: Optional[float] = None,
-    keep_cams: int = 0,
 ) -> Dict[str, object]:
     """Accuracy, negative-CAM statistics and WSOL metrics of a CAM model over a loader with boxes.
 
@@ -317,13 +315,11 @@ def evaluate_wsol(
             return_box=True)`` in a ``DataLoader``.
         k: the negatives ``neg_peak_topk`` averages over.
         thresholds, loc_threshold: see :class:`WSOLEvaluator`.
-        keep_cams: keep the ground-truth CAM and the 3 top negative CAMs (raw, at CAM resolution) of the first
-            ``keep_cams`` images, for figures.
 
     Returns:
         ``{"top1": %, "neg_peak": mean, "neg_peak_topk": mean, "gt_peak": mean, "neg_ratio": ratio of means,
-        "wsol": WSOLResult, "per_image": {"label", "pred", "neg_peak", "gt_peak"} arrays,
-        "cams": (n, 4, h, w), "classes": (n, 4)}`` (the last two only with ``keep_cams``).
+        "wsol": WSOLResult, "per_image": {"label", "pred", "neg_peak", "neg_peak_topk", "gt_peak"} arrays}``.
+        For figures of single images, :func:`hncam_utils.metrics.gt_and_top_negative_cams` recomputes their maps.
     """
     from .metrics import negative_cam_stats
     from .models import unwrap
@@ -334,9 +330,6 @@ def evaluate_wsol(
     model.eval()
     ev = WSOLEvaluator(thresholds=thresholds, loc_threshold=loc_threshold)
     per: Dict[str, List[Tensor]] = {"label": [], "pred": [], "neg_peak": [], "neg_peak_topk": [], "gt_peak": []}
-    kept_cams: List[Tensor] = []
-    kept_classes: List[Tensor] = []
-    n_kept = 0
     try:
         for images, labels, boxes in loader:
             x, y = images.to(device), labels.to(device)
@@ -356,13 +349,6 @@ def evaluate_wsol(
             per["pred"].append(pred.cpu())
             for key in ("neg_peak", "neg_peak_topk", "gt_peak"):
                 per[key].append(stats[key].cpu())
-            if n_kept < keep_cams:
-                take = min(keep_cams - n_kept, len(y))
-                index, _ = select_negatives(out.logits[:take], positive_mask(y[:take], c), min(3, c - 1))
-                classes = torch.cat([y[:take, None], index], dim=1)
-                kept_classes.append(classes.cpu())
-                kept_cams.append(cams[:take].gather(1, classes[:, :, None, None].expand(-1, -1, *cams.shape[-2:])).cpu())
-                n_kept += take
     finally:
         model.train(was_training)
     arrays = {key: torch.cat(v).numpy() for key, v in per.items() if v}
@@ -378,6 +364,4 @@ def evaluate_wsol(
     }
     gt_mean = float(arrays["gt_peak"].mean())
     result["neg_ratio"] = float(arrays["neg_peak"].mean()) / gt_mean if gt_mean > 0 else float("nan")
-    if kept_cams:
-        result["cams"], result["classes"] = torch.cat(kept_cams), torch.cat(kept_classes)
     return result

@@ -87,7 +87,7 @@ LAYERS = {
     "download": {"paths"},
     "data": {"download", "paths"},
     "metrics": {"cam", "losses", "models"},
-    "wsol": {"cam", "losses", "metrics", "models"},
+    "wsol": {"cam", "metrics", "models"},
     "finegrained": {"data", "experiments", "metrics", "models", "paths", "train", "wsol"},
     "locplots": {"cam", "wsol"},
     "cifar_experiment": {"data", "experiments", "metrics", "models", "paths", "train"},
