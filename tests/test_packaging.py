@@ -87,7 +87,8 @@ LAYERS = {
     "data": set(),
     "metrics": {"cam", "losses", "models"},
     "train": {"losses", "metrics", "models", "runtime", "paths"},
-    "experiments": {"data", "metrics", "models", "train"},
+    "experiments": {"data", "metrics", "models", "runtime", "train"},
+    "robustness": {"models"},
     "plots": {"cam", "train"},
     "cli": {"data", "experiments", "metrics", "plots", "runtime", "train"},
 }
