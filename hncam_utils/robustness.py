@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -196,12 +197,15 @@ def _perturb(net: nn.Module, x: Tensor, y: Tensor, eps: float, attack: str, norm
 
     lo, hi = float(bounds[0]), float(bounds[1])
     loss = nn.CrossEntropyLoss(reduction="none")
-    if attack == "fgsm":
-        return FGSM(net, loss_func=loss, lower_bound=lo, upper_bound=hi).perturb(x, epsilon=eps, target=y).detach()
-    step = step_size if step_size is not None else default_step_size(eps, steps, norm, x[0].numel())
-    pgd = _pgd_class()(net, loss_func=loss, lower_bound=lo, upper_bound=hi)
-    return pgd.perturb(x, radius=eps, step_size=step, step_num=steps, target=y, random_start=random_start,
-                       norm=norm).detach()
+    with warnings.catch_warnings():
+        # Captum warns each step that it switched on requires_grad for the (detached) images: expected here
+        warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require gradients")
+        if attack == "fgsm":
+            return FGSM(net, loss_func=loss, lower_bound=lo, upper_bound=hi).perturb(x, epsilon=eps, target=y).detach()
+        step = step_size if step_size is not None else default_step_size(eps, steps, norm, x[0].numel())
+        pgd = _pgd_class()(net, loss_func=loss, lower_bound=lo, upper_bound=hi)
+        return pgd.perturb(x, radius=eps, step_size=step, step_num=steps, target=y, random_start=random_start,
+                           norm=norm).detach()
 
 
 def _seeded(seed: Optional[int], device: torch.device):
