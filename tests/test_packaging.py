@@ -93,6 +93,7 @@ LAYERS = {
     "cifar_experiment": {"data", "experiments", "metrics", "models", "paths", "train"},
     "train": {"losses", "metrics", "models", "runtime", "paths"},
     "experiments": {"data", "metrics", "models", "runtime", "train"},
+    "robustness": {"models"},
     "plots": {"cam", "train"},
     "cli": {"data", "experiments", "metrics", "plots", "runtime", "train"},
 }
