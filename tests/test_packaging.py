@@ -72,24 +72,25 @@ def test_the_maths_depends_on_torch_alone():
     for mod in ("losses.py", "cam.py"):
         for name in _imports(PKG / mod):
             top = name.split(".")[0]
-            assert top in ("torch", "") or top in sys.stdlib_module_names or name in (".cam",), (mod, name)
+            assert top in ("torch", "") or top in sys.stdlib_module_names or name in (".cam", "._checks"), (mod, name)
 
 
 # Which package modules each layer may import (relative names); nothing below imports plots or cli.
 LAYERS = {
-    "cam": set(),
-    "losses": {"cam"},
-    "models": {"cam"},
-    "runtime": set(),
+    "_checks": set(),  # argument checks shared by every layer (torch + standard library only)
+    "cam": {"_checks"},
+    "losses": {"cam", "_checks"},
+    "models": {"cam", "_checks"},
+    "runtime": {"_checks"},
     "paths": set(),
     "results": {"paths"},
-    "download": {"paths"},
-    "data": set(),
-    "metrics": {"cam", "losses", "models"},
-    "train": {"losses", "metrics", "models", "runtime", "paths"},
-    "experiments": {"data", "metrics", "models", "train"},
-    "plots": {"cam", "train"},
-    "cli": {"data", "experiments", "metrics", "plots", "runtime", "train"},
+    "download": {"paths", "_checks"},
+    "data": {"_checks"},
+    "metrics": {"cam", "losses", "models", "_checks"},
+    "train": {"losses", "metrics", "models", "runtime", "paths", "_checks"},
+    "experiments": {"data", "metrics", "models", "runtime", "train", "_checks"},
+    "plots": {"cam", "train", "_checks"},
+    "cli": {"data", "experiments", "metrics", "plots", "runtime", "train", "_checks"},
 }
 
 
