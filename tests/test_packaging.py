@@ -85,7 +85,7 @@ LAYERS = {
     "paths": set(),
     "results": {"paths"},
     "download": {"paths", "_checks"},
-    "data": {"_checks"},
+    "data": {"download", "paths", "_checks"},
     "metrics": {"cam", "losses", "models", "_checks"},
     "train": {"losses", "metrics", "models", "runtime", "paths", "_checks"},
     "experiments": {"data", "metrics", "models", "runtime", "train", "_checks"},
