@@ -96,7 +96,7 @@ LAYERS = {
     "experiments": {"data", "metrics", "models", "runtime", "train"},
     "robustness": {"models"},
     "plots": {"cam", "train"},
-    "cli": {"data", "experiments", "metrics", "plots", "runtime", "train"},
+    "cli": {"data", "experiments", "metrics", "paths", "plots", "runtime", "train"},
 }
 
 
