@@ -74,8 +74,20 @@ def _compare(args: argparse.Namespace) -> int:
     from .runtime import get_device, get_profile
     from .train import TrainConfig
 
+    from ._checks import check_folder
+    from .paths import data_home
+
     profile_name = get_profile(args.profile)
     prof = COMPARE_PROFILES[profile_name]
+    # everything a user can get wrong is checked before the first run trains (not after ten minutes)
+    check_folder("--out", args.out, writable=True, fix="choose a folder you can write to with --out")
+    if args.cache_dir is not None:
+        check_folder("--cache-dir", args.cache_dir, writable=True, fix="choose a folder you can write to")
+    else:
+        check_folder("HNCAM_HOME", data_home(), writable=True, fix="point HNCAM_HOME at a folder you can write to")
+    if args.n_train is not None and args.n_train < 1:
+        print(f"error: --n-train must be >= 1, got {args.n_train}", file=sys.stderr)
+        return 2
     setting = args.setting or prof.setting
     seeds = list(range(args.seeds if args.seeds is not None else prof.seeds))
     epochs = args.epochs if args.epochs is not None else prof.epochs
@@ -164,12 +176,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     env = sub.add_parser("env", help="print versions, device and profile")
     env.set_defaults(command="env")
     args = parser.parse_args(argv)
+    # a user error (bad option, environment variable, folder) ends in one line on stderr and exit status 2,
+    # never in a traceback; anything else is a bug and keeps its traceback
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are cached; run the same command again to resume", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    return text or type(exc).__name__
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "compare":
-        try:
-            return _compare(args)
-        except (ValueError, FileNotFoundError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        return _compare(args)
     if args.command == "env":
         from .runtime import describe_environment
 

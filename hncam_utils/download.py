@@ -43,6 +43,7 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+from ._checks import check_bool, check_float, check_int, show
 from .paths import data_home
 
 __all__ = [
@@ -127,9 +128,12 @@ def _new_md5() -> "hashlib._Hash":
 
 
 def _check_md5_format(md5: str) -> str:
+    if not isinstance(md5, str):
+        raise TypeError(f"md5 must be the expected MD5 as a string of 32 hex digits, got {show(md5)}; to see a "
+                        "file's checksum without checking it, call md5sum(path)")
     md5 = md5.strip().lower()
     if len(md5) != 32 or any(c not in "0123456789abcdef" for c in md5):
-        raise ValueError(f"not an MD5 checksum (32 hex digits): {md5!r}")
+        raise ValueError(f"md5 must be 32 hex digits, got {md5!r}: not an MD5 checksum")
     return md5
 
 
@@ -160,10 +164,13 @@ def verify_file(path: PathLike, md5: str) -> None:
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ChecksumError: the checksums differ; the message gives both and the fix (delete, download again).
-        ValueError: ``md5`` is not 32 hex digits.
+        ValueError: ``md5`` is not 32 hex digits. TypeError: ``md5`` is not a string (e.g. ``None``).
+        IsADirectoryError: ``path`` is a folder.
     """
     path = Path(path)
     expected = _check_md5_format(md5)
+    if path.is_dir():
+        raise IsADirectoryError(f"path={str(path)!r} is a folder; verify_file checks one file")
     actual = md5sum(path)
     if actual != expected:
         raise ChecksumError(
@@ -339,10 +346,20 @@ def download_url(
         OSError: a local problem no mirror can fix (e.g. no space left on ``dest``'s disk).
         ValueError: ``md5`` is not 32 hex digits.
     """
-    dest = Path(dest).expanduser()
-    sources = [urls] if isinstance(urls, (str, os.PathLike)) else list(urls)
+    if isinstance(urls, (str, os.PathLike)):
+        sources = [urls]
+    elif isinstance(urls, Sequence) and all(isinstance(u, (str, os.PathLike)) for u in urls):
+        sources = list(urls)  # an empty list ends in a DownloadError that says how to place the file by hand
+    else:
+        raise TypeError(f"urls must be a URL / path or a list of them, got {show(urls)}")
     sources = [os.fspath(u) for u in sources]
+    dest = Path(dest).expanduser()
+    if dest.is_dir():
+        raise IsADirectoryError(f"dest={str(dest)!r} is a folder; pass the file to write, e.g. {dest / 'archive.tar.gz'}")
     md5 = _check_md5_format(md5) if md5 is not None else None
+    check_float("timeout", timeout, min=0, min_open=True, fix="seconds allowed to connect and per read, e.g. 60")
+    check_int("size", size, min=0, none_ok=True)
+    check_bool("progress", progress)
     attempts: List[Tuple[str, str]] = []
 
     if dest.is_file():
@@ -510,6 +527,8 @@ def safe_extract(archive: PathLike, dest: PathLike) -> None:
     dest = Path(dest)
     if not archive.is_file():
         raise FileNotFoundError(errno.ENOENT, "no such archive", str(archive))
+    if dest.exists() and not dest.is_dir():
+        raise NotADirectoryError(f"dest={str(dest)!r} is a file, not a folder; pass the folder to unpack into")
     if tarfile.is_tarfile(archive):
         extract = _extract_tar
     elif zipfile.is_zipfile(archive):
@@ -633,6 +652,9 @@ def get_spec(name: str) -> DatasetSpec:
     Raises:
         ValueError: unknown name; the message lists the known ones.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a data set name such as 'cifar10', got {show(name)}; known: "
+                        f"{', '.join(sorted(DATASETS))}")
     key = _ALIASES.get(name.lower().replace("-", "").replace("_", ""), name)
     if key not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")
@@ -678,7 +700,13 @@ def fetch_dataset(
         RuntimeError: the archive did not contain the expected files.
     """
     spec = get_spec(name)
+    if isinstance(urls, (str, os.PathLike)):  # one source given as a string: not a list of characters
+        urls = [urls]
+    check_bool("progress", progress)
+    check_bool("keep_archive", keep_archive)
     root = Path(root).expanduser() if root is not None else default_root()
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"root={str(root)!r} is a file, not a folder; pass the folder for the data sets")
     folder = root / spec.folder
     if folder.is_dir() and not spec.missing(folder):
         return folder

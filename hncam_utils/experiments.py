@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ._checks import check_int
 from .data import SETTINGS, ClutteredDigits, ClutteredDigitsConfig
 from .metrics import evaluate
 from .models import build_model
@@ -53,6 +54,13 @@ class LossSpec:
     temperature: float = 1.0
     label_smoothing: float = 0.0
     name: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        # the same checks as TrainConfig, at the line that defines the spec (not at the first training run)
+        TrainConfig(loss=self.loss, hnc_lambda=self.hnc_lambda if self.loss != "ce" else 0.0, k=self.k,
+                    temperature=self.temperature, label_smoothing=self.label_smoothing)
+        if self.name is not None and (not isinstance(self.name, str) or not self.name):
+            raise ValueError(f"name must be a non-empty string or None, got {self.name!r}")
 
     @property
     def label(self) -> str:
@@ -142,12 +150,31 @@ def run_experiment(
     Returns:
         One :class:`RunResult` per (spec, seed), in the order of ``specs`` then ``seeds``.
     """
-    cfg = SETTINGS[data] if isinstance(data, str) else data
     if isinstance(data, str) and data not in SETTINGS:
-        raise ValueError(f"unknown setting {data!r}; choose one of {sorted(SETTINGS)}")
+        raise ValueError(f"unknown setting data={data!r}; choose one of {sorted(SETTINGS)}")
+    if not isinstance(data, (str, ClutteredDigitsConfig)):
+        raise TypeError(f"data must be a setting name or a ClutteredDigitsConfig, got {type(data).__name__}")
+    cfg = SETTINGS[data] if isinstance(data, str) else data
     if data_overrides:
         cfg = cfg.replace(**data_overrides)
+    if not isinstance(train, TrainConfig):
+        raise TypeError(f"train must be a TrainConfig (the shared recipe), got {type(train).__name__}")
+    if isinstance(specs, LossSpec):
+        specs = [specs]
     spec_list = list(specs.values()) if isinstance(specs, Mapping) else list(specs)
+    bad = [s for s in spec_list if not isinstance(s, LossSpec)]
+    if bad or not spec_list:
+        raise TypeError(f"specs must be a non-empty list of LossSpec (e.g. list(DEFAULT_SPECS.values())), got "
+                        f"{[type(s).__name__ for s in bad] or 'an empty list'}")
+    if isinstance(seeds, int):
+        raise TypeError(f"seeds must be a list of seeds, e.g. [0, 1, 2] or range({seeds}), got the int {seeds}")
+    seeds = [check_int("seeds", seed, min=0) for seed in seeds]
+    if not seeds:
+        raise ValueError("seeds is empty; pass at least one seed, e.g. [0, 1, 2]")
+    labels = [sp.label for sp in spec_list]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"specs have repeated labels {labels}; give each LossSpec a distinct name=")
+    check_int("eval_k", eval_k, min=1)
     train_set = ClutteredDigits("train", cfg)
     test_set = ClutteredDigits("test", cfg, with_boxes=True)
     tag = data_tag(cfg)
