@@ -84,10 +84,10 @@ LAYERS = {
     "paths": set(),
     "results": {"paths"},
     "download": {"paths"},
-    "data": set(),
+    "data": {"download", "paths"},
     "metrics": {"cam", "losses", "models"},
     "train": {"losses", "metrics", "models", "runtime", "paths"},
-    "experiments": {"data", "metrics", "models", "train"},
+    "experiments": {"data", "metrics", "models", "runtime", "train"},
     "plots": {"cam", "train"},
     "cli": {"data", "experiments", "metrics", "plots", "runtime", "train"},
 }
