@@ -217,3 +217,19 @@ def test_course_fashion_runs_are_cached_and_their_names_stable(tmp_path):
     mtime = ckpt.stat().st_mtime
     again = fashion_runs(specs, profile="smoke", seeds=[0], cache_dir=tmp_path, progress=False)
     assert ckpt.stat().st_mtime == mtime and again[0].metrics["top1"] == run.metrics["top1"]
+
+
+def test_data_script(gz_fixture, tmp_path, monkeypatch, closed_base, capsys):
+    import importlib.util
+
+    src, files = gz_fixture
+    _use_spec(monkeypatch, files=files, urls=(closed_base,), system_dirs=(str(src),))
+    script = Path(__file__).resolve().parents[1] / "data_scripts" / "get_fashion_mnist.py"
+    spec = importlib.util.spec_from_file_location("get_fashion_mnist", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--root", str(tmp_path / "d"), "--quiet"]) == 0
+    assert "FashionMNIST(root=" in capsys.readouterr().out
+    _use_spec(monkeypatch, files=files, urls=(closed_base,), system_dirs=())
+    assert module.main(["--root", str(tmp_path / "e"), "--quiet"]) == 1
+    assert "no network or host unreachable" in capsys.readouterr().err
