@@ -117,10 +117,17 @@ class DeviceLoader:
         if not y.dtype.is_floating_point:
             y = y.long()
         channels = x.shape[1]
-        if mean is None or std is None:
-            flat = x.transpose(0, 1).reshape(channels, -1).float() / 255
-            mean = flat.mean(1).tolist() if mean is None else mean
-            std = flat.std(1).tolist() if std is None else std
+        if mean is None or std is None:  # per-channel statistics in chunks (no float copy of the whole split)
+            total = torch.zeros(channels, dtype=torch.float64)
+            squares = torch.zeros(channels, dtype=torch.float64)
+            for chunk in x.split(4096):
+                c = chunk.to(torch.float64) / 255
+                total += c.sum(dim=(0, 2, 3))
+                squares += c.pow(2).sum(dim=(0, 2, 3))
+            count = x.shape[0] * x.shape[2] * x.shape[3]
+            m = total / count
+            mean = m.tolist() if mean is None else mean
+            std = (squares / count - m.pow(2)).clamp_min(0).sqrt().tolist() if std is None else std
         mean_t = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
         std_t = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
         if mean_t.numel() == 1:
