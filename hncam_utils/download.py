@@ -769,9 +769,12 @@ DATASETS: Dict[str, Union[DatasetSpec, FileSetSpec]] = {
     "fashion_mnist": FileSetSpec(
         name="fashion_mnist",
         title="Fashion-MNIST",
-        # torchvision.datasets.FashionMNIST's mirror and compressed-file MD5s; the decompressed MD5s are the
-        # ones Debian's recompressed copy shares with them (its .gz files differ).
-        urls=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        # torchvision.datasets.FashionMNIST's compressed-file MD5s; the decompressed MD5s are the ones
+        # Debian's recompressed copy shares with them (its .gz files differ).
+        # the data set's own repository (HTTPS), then torchvision's mirror (an S3 website: plain HTTP only);
+        # every file is checked by MD5 whichever way it came
+        urls=("https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+              "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),
         files=(
             RemoteFile("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
                        "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
