@@ -687,7 +687,7 @@ def _gunzip_verified(src: Path, dest: Path, raw_md5: str) -> Optional[str]:
 
 
 def _fetch_file_set(spec: FileSetSpec, root: Path, urls: Optional[Sequence[str]], progress: bool,
-                    use_system: bool) -> Path:
+                    use_system: bool, timeout: float = 60) -> Path:
     folder = root / spec.folder
     system = spec.system_copy() if use_system else None
     for f in spec.files:
@@ -708,7 +708,7 @@ def _fetch_file_set(spec: FileSetSpec, root: Path, urls: Optional[Sequence[str]]
             continue
         gz = root / f.filename
         download_url([_join(u, f.filename) for u in spec.sources(urls)], gz, f.md5, progress=progress,
-                     size=f.size, env_var=spec.env_var)
+                     size=f.size, env_var=spec.env_var, timeout=timeout)
         bad = _gunzip_verified(gz, raw, f.raw_md5)
         if bad is not None:
             raise ChecksumError(
@@ -822,6 +822,7 @@ def fetch_dataset(
     progress: bool = True,
     keep_archive: bool = True,
     use_system: bool = True,
+    timeout: float = 60,
 ) -> Path:
     """Make a data set available under ``root``: download (or reuse an archive placed there), verify, unpack.
 
@@ -841,6 +842,7 @@ def fetch_dataset(
         progress: show a progress bar while downloading.
         keep_archive: keep the archive after unpacking (default; delete it to save space).
         use_system: use a system copy when the data set has one (Fashion-MNIST).
+        timeout: seconds allowed for connecting and for each read (an offline machine fails fast).
 
     Returns:
         The unpacked folder, e.g. ``root / "cifar-10-batches-py"``.
@@ -857,7 +859,7 @@ def fetch_dataset(
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"data root {root} is a file, not a folder: pass a folder (or delete the file)")
     if isinstance(spec, FileSetSpec):
-        return _fetch_file_set(spec, root, urls, progress, use_system)
+        return _fetch_file_set(spec, root, urls, progress, use_system, timeout)
     folder = root / spec.folder
     if folder.is_dir() and not spec.missing(folder):
         return folder
@@ -872,7 +874,9 @@ def fetch_dataset(
                 RuntimeWarning,
                 stacklevel=2,
             )
-    download_url(spec.sources(urls), archive, spec.md5, progress=progress, size=spec.size, env_var=spec.env_var)
+    download_url(
+        spec.sources(urls), archive, spec.md5, progress=progress, size=spec.size, env_var=spec.env_var, timeout=timeout
+    )
     safe_extract(archive, root)
     missing = spec.missing(folder)
     if missing:
