@@ -87,7 +87,7 @@ LAYERS = {
     "data": {"download", "paths"},
     "metrics": {"cam", "losses", "models"},
     "train": {"losses", "metrics", "models", "runtime", "paths"},
-    "experiments": {"data", "metrics", "models", "runtime", "train"},
+    "experiments": {"data", "metrics", "models", "paths", "runtime", "train"},
     "plots": {"cam", "train"},
     "cli": {"data", "experiments", "metrics", "plots", "runtime", "train"},
 }
