@@ -12,7 +12,7 @@ the pictures, and CIFAR/CUB cannot be downloaded everywhere):
              RECIPES["resnet50_finetune"] (10x lr on the head), k = 10.
 
 The three losses are INTERLEAVED: after a warm-up epoch each, every repetition trains one epoch with each loss,
-in an order that rotates between repetitions, so drift (clock, other jobs) hits all three alike. An epoch's
+each from the same initial weights, in an order that rotates between repetitions, so drift (clock, other jobs) hits all three alike. An epoch's
 time is fit's own ``seconds`` (measured after the epoch's single device read-back, so on CUDA it includes all
 queued work). On CUDA fit uses bf16 autocast, channels_last and cudnn.benchmark (``--compile`` adds
 torch.compile). Reported: median images/s per loss, its IQR, and the median of the per-repetition ratio
@@ -96,10 +96,11 @@ def bench_training(setting: str, dev: torch.device, args) -> Dict:
         def build():
             return TorchvisionCAM(resnet50(weights=None, num_classes=200))
 
-    models = {}
-    for name in LOSSES:
-        seed_everything(0)
-        models[name] = build().to(dev)
+    # every measured epoch starts from the same initial weights, so the losses differ in nothing but the loss
+    # (weights trained on random labels drift apart and change the arithmetic, e.g. denormal numbers on CPUs)
+    seed_everything(0)
+    model = build().to(dev)
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
     times: Dict[str, List[float]] = {name: [] for name in LOSSES}
     names = list(LOSSES)
     n_images = loader.num_samples
@@ -107,7 +108,8 @@ def bench_training(setting: str, dev: torch.device, args) -> Dict:
         order = names[rep % 3:] + names[: rep % 3]
         for name in order:
             cfg = base.replace(seed=rep, **LOSSES[name])
-            hist = fit(models[name], loader, cfg, device=dev, progress=False)
+            model.load_state_dict(initial)
+            hist = fit(model, loader, cfg, device=dev, progress=False)
             if rep >= args.warmup:
                 times[name].append(hist["seconds"][0])
     rows = {}
