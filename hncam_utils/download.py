@@ -540,6 +540,16 @@ def safe_extract(archive: PathLike, dest: PathLike) -> None:
 # ------------------------------------------------------------------------------------------- registry
 
 
+def _sources(env_var: str, urls: Sequence[str]) -> List[str]:
+    """The override variable's value (if set), then ``urls``, without duplicates or empty entries."""
+    out: List[str] = []
+    override = os.environ.get(env_var, "").strip()
+    for u in ([override] if override else []) + list(urls):
+        if u and u not in out:
+            out.append(u)
+    return out
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """One downloadable data set.
@@ -569,12 +579,7 @@ class DatasetSpec:
 
     def sources(self, urls: Optional[Sequence[str]] = None) -> List[str]:
         """Sources to try: the override variable (if set), then ``urls`` if given, else the official mirrors."""
-        out: List[str] = []
-        override = os.environ.get(self.env_var, "").strip()
-        for u in ([override] if override else []) + list(self.urls if urls is None else urls):
-            if u and u not in out:
-                out.append(u)
-        return out
+        return _sources(self.env_var, self.urls if urls is None else urls)
 
 
 @dataclass(frozen=True)
@@ -637,12 +642,7 @@ class FileSetSpec:
 
     def sources(self, urls: Optional[Sequence[str]] = None) -> List[str]:
         """Base sources to try: the override variable (if set), then ``urls`` if given, else the mirrors."""
-        out: List[str] = []
-        override = os.environ.get(self.env_var, "").strip()
-        for u in ([override] if override else []) + list(self.urls if urls is None else urls):
-            if u and u not in out:
-                out.append(u)
-        return out
+        return _sources(self.env_var, self.urls if urls is None else urls)
 
     def system_copy(self) -> Optional[Path]:
         """The first of ``system_dirs`` that holds every compressed file, or ``None``."""
