@@ -71,13 +71,17 @@ def positive_mask(targets: Tensor, num_classes: int) -> Tensor:
                 f"class-index targets of shape (B,) must be integers, got dtype {targets.dtype}; "
                 "pass labels as a LongTensor (e.g. targets.long()), or multi-hot labels of shape (B, C)"
             )
-        if targets.numel() > 0 and bool(((targets < 0) | (targets >= num_classes)).any()):  # one device sync
-            lo, hi = int(targets.min()), int(targets.max())
-            if lo < 0 or hi >= num_classes:
-                raise ValueError(
-                    f"class indices must lie in [0, {num_classes - 1}] for {num_classes} classes, "
-                    f"got values in [{lo}, {hi}]; check the data set's labels and the model's number of classes"
-                )
+        if targets.numel() > 0:
+            out_of_range = (targets < 0) | (targets >= num_classes)
+            if targets.device.type in _READBACK_FREE:  # reading back is free on the CPU: a clear error at once
+                if bool(out_of_range.any()):
+                    lo, hi = int(targets.min()), int(targets.max())
+                    raise ValueError(
+                        f"class indices must lie in [0, {num_classes - 1}] for {num_classes} classes, "
+                        f"got values in [{lo}, {hi}]; check the data set's labels and the model's number of classes"
+                    )
+            else:  # on an accelerator, check without a read-back (a device-side assert; fit checks on the host)
+                _assert_on_device(~out_of_range.any(), f"class indices must lie in [0, {num_classes - 1}]")
         return F.one_hot(targets.long(), num_classes).bool()
     if targets.dim() == 2:
         if targets.shape[1] != num_classes:
@@ -98,6 +102,19 @@ def positive_mask(targets: Tensor, num_classes: int) -> Tensor:
         f"targets must be (B,) class indices or (B, C) multi-hot labels, got {targets.dim()} dimensions "
         f"with shape {tuple(targets.shape)}"
     )
+
+
+#: Devices where reading a value back to the host costs no pipeline stall.
+_READBACK_FREE = ("cpu",)
+
+
+def _assert_on_device(condition: Tensor, message: str) -> None:
+    """Assert a boolean scalar tensor without reading it back (``torch._assert_async``); a no-op where this
+    torch build or device has no asynchronous assert."""
+    try:
+        torch._assert_async(condition, message)
+    except (AttributeError, NotImplementedError, TypeError):  # pragma: no cover - older builds / devices
+        pass
 
 
 def _at_least_float32(t: Tensor) -> Tensor:

@@ -4,7 +4,17 @@
 (class indices) or binary cross-entropy (multi-hot targets), and HNC computed through the cheap top-k path
 (:meth:`hncam_utils.losses.HNCLoss.from_features`).
 
-* Device auto-detection (cuda, mps, cpu); AMP on CUDA (bf16 where supported, else fp16 with a GradScaler).
+* Device auto-detection (cuda, mps, cpu); AMP on CUDA (bf16 where supported, else fp16 with a GradScaler),
+  ``channels_last`` and ``cudnn.benchmark`` on CUDA, optional ``torch.compile``.
+* No host synchronisation per step off the CPU: the running sums of loss, CE, HNC term and correct
+  predictions stay on the device and are read once per epoch; a non-finite loss is caught at the latest at
+  the end of its epoch (on the CPU, where reading a value costs nothing, at once), before that epoch's
+  checkpoint is written. Training logits never leave the device.
+* ``train_data`` may be a map-style data set (batched by a ``DataLoader``) or a
+  :class:`hncam_utils.data.DeviceLoader` (the whole split on the device, augmented there).
+* Recipes from the references (:data:`RECIPES`, :func:`recipe`): CIFAR ResNet-18 with SGD, ResNet-50
+  fine-tuning with a 10x learning rate on the new head (parameter groups), label smoothing and test-time
+  flip as options.
 * Reproducible: ``seed`` fixes the batch order of every epoch (one generator per epoch), and
   :func:`train_or_load` also seeds the model's initialisation.
 * A checkpoint is written atomically at the end of every epoch (``state_dict``s + plain metadata, read back
@@ -48,6 +58,8 @@ __all__ = [
     "load_checkpoint",
     "CheckpointMismatchError",
     "data_fingerprint",
+    "RECIPES",
+    "recipe",
 ]
 
 LOSSES = ("ce", "hnc_mse", "hnc_kd")
@@ -81,6 +93,12 @@ class TrainConfig:
         eval_batch_size: batch size for the per-epoch evaluation.
         head_lr_mult: learning-rate multiplier of the classifier head (its own parameter group), e.g. 10 when
             fine-tuning a pretrained backbone with a new head.
+        tta_flip: evaluate on the average of the logits of each test image and its horizontal mirror.
+        channels_last: ``channels_last`` memory format for model and inputs on CUDA (ignored elsewhere).
+        compile: run the training forward pass through ``torch.compile``.
+
+    ``channels_last`` and ``compile`` change how a run computes, not what it is: a checkpoint written with
+    other values of these two is still resumed.
 
     Raises:
         ValueError: an unknown ``loss``, ``optimizer`` or ``schedule``; a number out of range, NaN or infinite
@@ -110,6 +128,9 @@ class TrainConfig:
     num_workers: int = 0
     eval_batch_size: int = 256
     head_lr_mult: float = 1.0
+    tta_flip: bool = False
+    channels_last: bool = True
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.loss, str) or self.loss not in LOSSES:
@@ -235,6 +256,41 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for truncated / foreign files
         raise RuntimeError(f"could not read checkpoint {path} ({exc}); delete it to train again") from exc
+
+
+#: Devices where reading a value back to the host costs no pipeline stall (checked every step there).
+_READBACK_FREE = ("cpu",)
+
+#: Settings that change how a run computes, not what it is: not compared when resuming a checkpoint.
+_EXECUTION_FIELDS = ("channels_last", "compile")
+
+#: Training recipes from the references (``../shared/reference/real-data-and-scale.md``), to start from with
+#: :func:`recipe`. Budgets are the references'; the notebooks' profiles shorten them.
+RECIPES: Dict[str, TrainConfig] = {
+    # kuangliu/pytorch-cifar: SGD lr 0.1, momentum 0.9, weight decay 5e-4, batch 128, cosine, 200 epochs
+    "cifar_resnet18": TrainConfig(epochs=200, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
+                                  weight_decay=5e-4, schedule="cosine", eval_batch_size=1000),
+    # CUB fine-tuning of an ImageNet ResNet-50: Nesterov SGD lr 0.01, 10x on the new head, wd 1e-4, cosine
+    "resnet50_finetune": TrainConfig(epochs=50, batch_size=64, optimizer="sgd", lr=0.01, momentum=0.9,
+                                     nesterov=True, weight_decay=1e-4, schedule="cosine", head_lr_mult=10.0,
+                                     eval_batch_size=128),
+    # Choe et al. (wsolevaluation) CAM training: SGD lr 0.01 (10x head), wd 1e-4, batch 64, 40 epochs, x0.1 at 30
+    "resnet50_wsol": TrainConfig(epochs=40, batch_size=64, optimizer="sgd", lr=0.01, momentum=0.9,
+                                 weight_decay=1e-4, schedule="step", step_size=30, gamma=0.1, head_lr_mult=10.0,
+                                 eval_batch_size=128),
+}
+
+
+def recipe(name: str, **changes: Any) -> TrainConfig:
+    """A copy of ``RECIPES[name]`` with ``changes`` (e.g. ``recipe("cifar_resnet18", epochs=30, loss="hnc_kd",
+    hnc_lambda=0.1)``).
+
+    Raises:
+        ValueError: an unknown recipe name (the message lists them).
+    """
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
+    return RECIPES[name].replace(**changes)
 
 
 def _param_groups(model: nn.Module, cfg: TrainConfig):
@@ -379,7 +435,8 @@ def data_fingerprint(data: Any, labels: Optional[Tensor] = None) -> Dict[str, An
     if labels is not None:
         plain = labels.to(torch.int64 if labels.dim() == 1 else torch.float32).contiguous()
         digest = hashlib.sha1(plain.numpy().tobytes() + str(tuple(plain.shape)).encode()).hexdigest()
-    return {"length": int(len(data)), "num_classes": int(num_classes) if isinstance(num_classes, int) else -1,
+    length = int(data.num_samples) if _is_device_loader(data) else int(len(data))
+    return {"length": length, "num_classes": int(num_classes) if isinstance(num_classes, int) else -1,
             "labels_sha1": digest}
 
 
@@ -427,11 +484,59 @@ def _progress(iterable, progress: bool, **kwargs):
     return tqdm(iterable, **kwargs)
 
 
+def _is_device_loader(data: Any) -> bool:
+    """A :class:`hncam_utils.data.DeviceLoader` (or anything with its ``epoch_batches`` protocol)."""
+    return callable(getattr(data, "epoch_batches", None)) and hasattr(data, "num_samples")
+
+
+def _check_labels_on_host(y: Tensor, num_classes: int) -> None:
+    """Class indices still on the CPU: checking them there costs no device synchronisation."""
+    if y.dim() == 1 and y.numel() and not y.dtype.is_floating_point:
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(
+                f"labels in [{lo}, {hi}] but the model has {num_classes} classes: build the model with "
+                f"num_classes = the data set's number of classes"
+            )
+
+
+def _eval_batches(test_data: Any, batch_size: int, workers: int, dev: torch.device):
+    if _is_device_loader(test_data):
+        loader = test_data.to(dev) if hasattr(test_data, "to") else test_data
+        if hasattr(loader, "replace"):  # no shuffling or augmentation at test time
+            loader = loader.replace(shuffle=False, crop=0, flip=False)
+        return loader.epoch_batches(0, 0, batch_size)
+    return iter(_loader(test_data, batch_size, False, None, workers, dev))
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, batches, dev: torch.device, amp_dtype, flip: bool, memory_format) -> Tuple[Tensor, Tensor]:
+    """Logits (float32) and targets of every test batch, gathered on the device and copied to the CPU once;
+    with ``flip``, the logits are the average over each image and its horizontal mirror."""
+    was_training = model.training
+    model.eval()
+    logits, targets = [], []
+    try:
+        for batch in batches:
+            x = batch[0].to(dev, non_blocking=True)
+            if memory_format is not None:
+                x = x.contiguous(memory_format=memory_format)
+            with _autocast(dev, amp_dtype):
+                out = model(x).logits.float()
+                if flip:
+                    out = (out + model(x.flip(3)).logits.float()) / 2
+            logits.append(out)
+            targets.append(batch[1])
+    finally:
+        model.train(was_training)
+    return torch.cat(logits).cpu(), torch.cat([t.to(dev) for t in targets]).cpu()
+
+
 def fit(
     model: nn.Module,
-    train_data: Dataset,
+    train_data: Union[Dataset, Any],
     config: TrainConfig,
-    test_data: Optional[Dataset] = None,
+    test_data: Optional[Union[Dataset, Any]] = None,
     checkpoint: Optional[PathLike] = None,
     device: Optional[Union[str, torch.device]] = None,
     progress: bool = True,
@@ -442,10 +547,13 @@ def fit(
     Args:
         model: a CAM model from :mod:`hncam_utils.models` (or anything returning ``CAMOutput`` with a
             ``classifier`` attribute on the unwrapped module).
-        train_data: a map-style data set of ``(image, target)`` or ``(image, target, box)``; targets are
-            class indices or multi-hot vectors.
+        train_data: a map-style data set of ``(image, target)`` or ``(image, target, box)`` (batched by a
+            ``DataLoader``), or a :class:`hncam_utils.data.DeviceLoader` (moved to the training device if
+            needed; ``fit`` asks it for each epoch's batches with its own ``seed`` and ``batch_size``).
+            Targets are class indices or multi-hot vectors.
         config: the :class:`TrainConfig`.
-        test_data: evaluated after every epoch (accuracy, or mAP for multi-label).
+        test_data: evaluated after every epoch (accuracy, or mAP for multi-label); a data set or a
+            ``DeviceLoader`` (evaluated without shuffling or augmentation).
         checkpoint: path of the checkpoint. If it exists: a finished run is loaded and returned without
             training; an unfinished one is resumed after its last completed epoch.
         device: default: :func:`hncam_utils.runtime.get_device`.
@@ -470,6 +578,7 @@ def fit(
         CheckpointMismatchError: an existing checkpoint written with another config, for other data, for
             another model, or a file that is not a training checkpoint (e.g. a plain pretrained state_dict).
         TypeError / ValueError: bad arguments or labels (the message names the argument and the fix).
+        FloatingPointError: the loss became NaN or infinite (the epoch's checkpoint is not written).
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}; e.g. TrainConfig(epochs=3)")
@@ -483,8 +592,19 @@ def fit(
         raise TypeError(f"model must have a 'classifier' nn.Linear head for loss={config.loss!r} (HNC builds CAMs from "
                         f"it), got {type(head).__name__}; use a model from hncam_utils.models or CAMNet(body, head)")
     num_classes = head.out_features if isinstance(head, nn.Linear) else None
-    train_labels = _check_data(train_data, "train_data", num_classes)
-    if test_data is not None:
+    device_data = _is_device_loader(train_data)
+    if device_data:
+        data_classes = getattr(train_data, "num_classes", None)
+        if num_classes is not None and data_classes is not None and data_classes > num_classes:
+            raise ValueError(
+                f"the training data has {data_classes} classes but the model has {num_classes}: build the model "
+                f"with num_classes={data_classes}"
+            )
+        train_labels = train_data.targets.detach().cpu()  # once, before training: no per-step read-back
+        _check_labels(train_labels, "train_data", num_classes, whole=True)
+    else:
+        train_labels = _check_data(train_data, "train_data", num_classes)
+    if test_data is not None and not _is_device_loader(test_data):
         _check_data(test_data, "test_data", num_classes)
     if checkpoint is not None:
         if not isinstance(checkpoint, (str, os.PathLike)):
@@ -495,14 +615,24 @@ def fit(
     fingerprint = data_fingerprint(train_data, train_labels)
     dev = get_device(device)
     model.to(dev)
+    if device_data:
+        train_data = train_data.to(dev) if hasattr(train_data, "to") else train_data
+        n_samples = int(train_data.num_samples)
+    else:
+        n_samples = len(train_data)
     hnc_fn = config.hnc()
-    steps = math.ceil(len(train_data) / config.batch_size)
+    steps = math.ceil(n_samples / config.batch_size)
+    memory_format = torch.channels_last if (config.channels_last and dev.type == "cuda") else None
+    if memory_format is not None:
+        model.to(memory_format=memory_format)
     optimizer = _make_optimizer(model, config)
     scheduler = _make_scheduler(optimizer, config, steps)
     amp_dtype = _amp_dtype(dev, config.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     history: History = {}
     start_epoch = 0
+    # reading a value back is free on the CPU: check every step there; elsewhere only once per epoch
+    check_each_step = dev.type in _READBACK_FREE
 
     if checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint, map_location=dev)
@@ -514,8 +644,12 @@ def fit(
             )
         # a setting that an older checkpoint lacks was added later: it ran with that setting's default
         saved = {**TrainConfig().to_dict(), **state.get("config", {})}
-        if saved != config.to_dict():
-            diff = {k: (saved.get(k), v) for k, v in config.to_dict().items() if saved.get(k) != v}
+        wanted = config.to_dict()
+        for key in _EXECUTION_FIELDS:
+            saved.pop(key, None)
+            wanted.pop(key, None)
+        if saved != wanted:
+            diff = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
             raise CheckpointMismatchError(
                 f"checkpoint {checkpoint} was written with other settings (saved, requested): {diff}; "
                 "delete it or choose another checkpoint name"
@@ -541,87 +675,126 @@ def fit(
         else:
             return history
 
-    test_loader = (
-        _loader(test_data, config.eval_batch_size, False, None, config.num_workers, dev) if test_data is not None else None
-    )
+    forward = torch.compile(model) if config.compile else model
+    cudnn_before = torch.backends.cudnn.benchmark
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    sum_dtype = torch.float32 if dev.type == "mps" else torch.float64
     epochs = _progress(range(start_epoch, config.epochs), progress, desc="epochs", initial=start_epoch,
                        total=config.epochs, leave=False)
-    for epoch in epochs:
-        model.train()
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-        loader = _loader(train_data, config.batch_size, True, generator, config.num_workers, dev)
-        sums = {"loss": 0.0, "ce": 0.0, "hnc": 0.0}
-        logits_all, targets_all = [], []
-        n = 0
-        t0 = time.perf_counter()
-        for batch in _progress(loader, progress, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False):
-            x = batch[0].to(dev, non_blocking=True)
-            y = batch[1].to(dev, non_blocking=True)
-            with _autocast(dev, amp_dtype):
-                out = model(x)
-                base = _base_loss(out.logits, y, config)
-                if hnc_fn is not None:
-                    hnc = hnc_fn.from_features(out.features, net.classifier, y, logits=out.logits)
-                    loss = base + config.hnc_lambda * hnc
+    try:
+        for epoch in epochs:
+            model.train()
+            if device_data:
+                batches = train_data.epoch_batches(epoch, config.seed, config.batch_size)
+                total = train_data.num_batches(config.batch_size) if hasattr(train_data, "num_batches") else steps
+            else:
+                generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+                batches = _loader(train_data, config.batch_size, True, generator, config.num_workers, dev)
+                total = len(batches)
+            # loss, base loss, HNC term (each times the batch size), correct predictions; on the device
+            sums = torch.zeros(4, device=dev, dtype=sum_dtype)
+            finite = torch.ones((), device=dev, dtype=torch.bool)
+            logits_all, targets_all = [], []  # multi-label only (mAP needs every score); kept on the device
+            n = 0
+            t0 = time.perf_counter()
+            for step, batch in enumerate(_progress(batches, progress, total=total,
+                                                   desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)):
+                x, y = batch[0], batch[1]
+                if not device_data and num_classes is not None and y.device.type == "cpu":  # free before the copy
+                    _check_labels_on_host(y, num_classes)
+                x = x.to(dev, non_blocking=True)
+                y = y.to(dev, non_blocking=True)
+                if memory_format is not None:
+                    x = x.contiguous(memory_format=memory_format)
+                with _autocast(dev, amp_dtype):
+                    out = forward(x)
+                    base = _base_loss(out.logits, y, config)
+                    if hnc_fn is not None:
+                        hnc = hnc_fn.from_features(out.features, net.classifier, y, logits=out.logits)
+                        loss = base + config.hnc_lambda * hnc
+                    else:
+                        hnc = torch.zeros((), device=dev)
+                        loss = base
+                if check_each_step:
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(
+                            f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1}; lower the learning "
+                            "rate or hnc_lambda"
+                        )
                 else:
-                    hnc = torch.zeros((), device=dev)
-                    loss = base
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss became {float(loss)} at epoch {epoch + 1}; lower the learning rate or hnc_lambda"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if config.schedule != "step":
+                    finite &= torch.isfinite(loss.detach())
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                if config.schedule != "step":
+                    scheduler.step()
+                bs = y.shape[0]
+                n += bs
+                logits = out.logits.detach()
+                if y.dim() == 1:
+                    correct = (logits.argmax(dim=1) == y).sum()
+                else:
+                    correct = torch.zeros((), device=dev)
+                    logits_all.append(logits.float())
+                    targets_all.append(y.detach())
+                step_sums = torch.stack([loss.detach().float() * bs, base.detach().float() * bs,
+                                         hnc.detach().float() * bs, correct.float()])
+                sums += step_sums.to(sum_dtype)
+            if config.schedule == "step":
                 scheduler.step()
-            bs = len(y)
-            n += bs
-            sums["loss"] += float(loss.detach()) * bs
-            sums["ce"] += float(base.detach()) * bs
-            sums["hnc"] += float(hnc.detach()) * bs
-            logits_all.append(out.logits.detach().float().cpu())
-            targets_all.append(y.detach().cpu())
-        if config.schedule == "step":
-            scheduler.step()
-        seconds = time.perf_counter() - t0
-        name, train_score = _score(torch.cat(logits_all), torch.cat(targets_all))
-        row: Dict[str, float] = {
-            "epoch": float(epoch + 1),
-            "lr": float(optimizer.param_groups[0]["lr"]),
-            "train_loss": sums["loss"] / n,
-            "train_ce": sums["ce"] / n,
-            "train_hnc": sums["hnc"] / n,
-            f"train_{name}": train_score,
-            "seconds": seconds,
-        }
-        if test_loader is not None:
-            logits, targets = predict(model, test_loader, dev)
-            tname, test_score = _score(logits, targets)
-            row[f"test_{tname}"] = test_score
-            row["test_loss"] = float(_base_loss(logits, targets, config.replace(label_smoothing=0.0)))
-        for key, val in row.items():
-            history.setdefault(key, []).append(val)
-        if progress and hasattr(epochs, "set_postfix"):
-            epochs.set_postfix({k: round(v, 3) for k, v in row.items() if k in ("train_loss", f"test_{name}")})
-        if checkpoint is not None:
-            state = {
-                "model": net.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "epoch": epoch + 1,
-                "history": history,
-                "config": config.to_dict(),
-                "data": fingerprint,
-                "rng_cpu": torch.get_rng_state(),
+            # the one read-back of the epoch
+            values = sums.tolist()
+            if not bool(finite):
+                raise FloatingPointError(
+                    f"the loss was NaN or infinite in at least one step of epoch {epoch + 1} (checked once per "
+                    "epoch off the CPU); lower the learning rate or hnc_lambda. The epoch's checkpoint was not written."
+                )
+            seconds = time.perf_counter() - t0
+            if logits_all:
+                name, train_score = _score(torch.cat(logits_all).cpu(), torch.cat(targets_all).cpu())
+            else:
+                name, train_score = "acc", 100.0 * values[3] / max(n, 1)
+            row: Dict[str, float] = {
+                "epoch": float(epoch + 1),
+                "lr": float(optimizer.param_groups[0]["lr"]),
+                "train_loss": values[0] / n,
+                "train_ce": values[1] / n,
+                "train_hnc": values[2] / n,
+                f"train_{name}": train_score,
+                "seconds": seconds,
             }
-            if dev.type == "cuda":
-                state["rng_cuda"] = torch.cuda.get_rng_state()
-            save_checkpoint(state, checkpoint)
-        for cb in callbacks:
-            cb(epoch + 1, history)
+            if test_data is not None:
+                logits, targets = _predict(model, _eval_batches(test_data, config.eval_batch_size,
+                                                                config.num_workers, dev),
+                                           dev, amp_dtype, config.tta_flip, memory_format)
+                tname, test_score = _score(logits, targets)
+                row[f"test_{tname}"] = test_score
+                row["test_loss"] = float(_base_loss(logits, targets, config.replace(label_smoothing=0.0)))
+            for key, val in row.items():
+                history.setdefault(key, []).append(val)
+            if progress and hasattr(epochs, "set_postfix"):
+                epochs.set_postfix({k: round(v, 3) for k, v in row.items() if k in ("train_loss", f"test_{name}")})
+            if checkpoint is not None:
+                state = {
+                    "model": net.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "config": config.to_dict(),
+                    "data": fingerprint,
+                    "rng_cpu": torch.get_rng_state(),
+                }
+                if dev.type == "cuda":
+                    state["rng_cuda"] = torch.cuda.get_rng_state()
+                save_checkpoint(state, checkpoint)
+            for cb in callbacks:
+                cb(epoch + 1, history)
+    finally:
+        torch.backends.cudnn.benchmark = cudnn_before
     return history
 
 

@@ -103,7 +103,7 @@ LAYERS = {
     "locplots": {"cam", "wsol"},
     "cifar_experiment": {"data", "experiments", "metrics", "models", "paths", "train"},
     "train": {"losses", "metrics", "models", "runtime", "paths"},
-    "experiments": {"data", "metrics", "models", "runtime", "train"},
+    "experiments": {"data", "metrics", "models", "paths", "runtime", "train"},
     "robustness": {"models"},
     "plots": {"cam", "train"},
     "widgets": {"cam", "models", "plots"},
