@@ -87,9 +87,10 @@ LAYERS = {
     "data": set(),
     "metrics": {"cam", "losses", "models"},
     "train": {"losses", "metrics", "models", "runtime", "paths"},
-    "experiments": {"data", "metrics", "models", "train"},
+    "experiments": {"data", "metrics", "models", "runtime", "train"},
+    "distributed": {"data", "download", "losses", "metrics", "models", "runtime", "train"},
     "plots": {"cam", "train"},
-    "cli": {"data", "experiments", "metrics", "plots", "runtime", "train"},
+    "cli": {"data", "distributed", "experiments", "metrics", "plots", "runtime", "train"},
 }
 
 
