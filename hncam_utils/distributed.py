@@ -94,7 +94,6 @@ SMALL_MODELS = ("cifar_resnet18", "digits_cnn")
 MODEL_NAMES = SMALL_MODELS + TORCHVISION_MODELS
 CHECKPOINT = "checkpoint.pt"
 FORMAT = "hncam-train/1"
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 #: The official ImageNet lambdas (GuoleiSun/HNC_loss): mse 0.07 (ResNet-101 and -152), kd 0.0065 (ResNet-101),
@@ -357,6 +356,8 @@ class SeededAugmentation(Dataset):
 def _transforms(data: str, image_size: int, hflip: bool):
     from torchvision import transforms as T
 
+    from .data import IMAGENET_MEAN, IMAGENET_STD
+
     if data.startswith("cifar"):
         mean, std = CIFAR_MEAN, CIFAR_STD
         train = [T.RandomCrop(image_size, padding=4)] if image_size == 32 else [T.Resize(image_size), T.RandomCrop(image_size, padding=image_size // 8)]
@@ -393,6 +394,11 @@ def _image_folder(root: Path, train_tf, test_tf):
     return train, val, list(train.classes)
 
 
+def _one_line(message: str) -> str:
+    """A multi-line message from a data set (problem, then how to fix it) as one line."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
 def build_datasets(
     data: str, root: Optional[Path], image_size: int, hflip: bool
 ) -> Tuple[Dataset, Optional[Dataset], List[str]]:
@@ -401,9 +407,10 @@ def build_datasets(
     * ``imagefolder``: ``root/train/<class>/*`` and ``root/val/<class>/*`` (or ``test/``), ImageNet-style
       transforms: ``RandomResizedCrop(image_size)``; evaluation ``Resize(image_size * 256/224)`` +
       ``CenterCrop(image_size)``.
-    * ``cifar10``/``cifar100``: torchvision's data sets in ``root`` (never downloaded here; see
-      ``data_scripts/get_cifar.py``), ``RandomCrop(32, padding=4)``.
-    * ``cub200``: :class:`hncam_utils.data.CUB200` (``train``/``test`` splits), ImageNet-style transforms.
+    * ``cifar10``/``cifar100``: :func:`hncam_utils.data.load_cifar` (torchvision's data sets, MD5-checked, never
+      downloaded here; see ``data_scripts/get_cifar.py``), ``RandomCrop(32, padding=4)`` + flips.
+    * ``cub200``: :class:`hncam_utils.data.CUB200` (official ``train``/``test`` split) with
+      :func:`hncam_utils.data.cub_transforms` (resize to ``image_size * 8/7``, random crop, flip; test: resize).
 
     Raises:
         UsageError: a missing or malformed data folder (with where to get it).
@@ -413,37 +420,22 @@ def build_datasets(
         if root is None:
             raise UsageError("--data imagefolder needs --data-root DIR holding train/<class>/<image> and val/<class>/<image>")
         return _image_folder(Path(root), train_tf, test_tf)
-    if root is None:
-        from .download import default_root
+    from .data import CUB200, cub_transforms, load_cifar
 
-        root = default_root()
-    root = Path(root)
     if data in ("cifar10", "cifar100"):
-        from torchvision.datasets import CIFAR10, CIFAR100
-
-        cls, folder = (CIFAR10, "cifar-10-batches-py") if data == "cifar10" else (CIFAR100, "cifar-100-python")
         try:
-            train = cls(str(root), train=True, transform=train_tf, download=False)
-            test = cls(str(root), train=False, transform=test_tf, download=False)
-        except RuntimeError as exc:
-            raise UsageError(f"no usable {data} in {root} (looked for {root / folder}: {exc}); get it with "
-                             f"`python data_scripts/get_cifar.py --dataset {data} --root {root}` or point --data-root "
-                             f"at the folder that holds {folder}") from None
+            train = load_cifar(data, root, train=True, transform=train_tf)
+            test = load_cifar(data, root, train=False, transform=test_tf)
+        except (OSError, ValueError) as exc:  # DatasetNotFoundError, NotADirectoryError, ChecksumError
+            raise UsageError(_one_line(str(exc))) from None
         return train, test, list(train.classes)
     if data == "cub200":
         try:
-            from .data import CUB200  # type: ignore[attr-defined]
-        except ImportError:
-            raise UsageError("this version of hncam_utils has no hncam_utils.data.CUB200; update hncam_utils, or use "
-                             "--data imagefolder on a train/ + val/ class-folder copy of CUB-200-2011") from None
-        try:
-            train = CUB200(root, "train", transform=train_tf)
-            test = CUB200(root, "test", transform=test_tf)
-        except (FileNotFoundError, RuntimeError, ValueError, OSError) as exc:
-            raise UsageError(f"cannot load CUB-200-2011 from {root}: {exc}; get it with "
-                             f"`python data_scripts/get_cub200.py --root {root}`") from None
-        classes = list(getattr(train, "classes", [str(i) for i in range(200)]))
-        return train, test, classes
+            train = CUB200(root, "train", transform=cub_transforms(True, image_size))
+            test = CUB200(root, "test", transform=cub_transforms(False, image_size))
+        except (OSError, ValueError) as exc:  # DatasetNotFoundError, NotADirectoryError, a damaged file
+            raise UsageError(_one_line(str(exc))) from None
+        return train, test, list(train.classes)
     raise UsageError(f"unknown --data {data!r}; choose one of {', '.join(DATASETS)}")
 
 
@@ -528,8 +520,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "root (default: $HNCAM_HOME/data or ~/.cache/hncam/data)")
     g.add_argument("--image-size", type=int, default=None, help="training crop (default: 32 for CIFAR, 224 otherwise)")
     g.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
-                   help="random horizontal flips (default: on for CIFAR and CUB, off for imagefolder as in the "
-                        "official ImageNet code)")
+                   help="random horizontal flips (default: on for CIFAR, off for imagefolder as in the official "
+                        "ImageNet code; CUB always uses hncam_utils.data.cub_transforms, which flip)")
     g.add_argument("--workers", type=int, default=None, help="DataLoader workers per process (default: 4 on CUDA, else 0)")
     g = p.add_argument_group("model")
     g.add_argument("--model", default=None, choices=MODEL_NAMES,
@@ -703,11 +695,18 @@ def _broadcast_state(world: World, state: Optional[Dict[str, Any]]) -> Optional[
     return box[0]
 
 
-def _write_json(path: Path, payload: Any) -> None:
+def _write_history(path: Path, payload: Any) -> None:
+    """Rank 0 writes ``history.json`` atomically; a failure is a warning (the checkpoint holds the history too)."""
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=1)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        print(f"warning: could not write {path} ({exc.strerror or exc}); the history is in the checkpoint",
+              file=sys.stderr, flush=True)
 
 
 def _log(world: World, message: str) -> None:
@@ -985,7 +984,7 @@ def _run(args: argparse.Namespace, world: World, on_step: Optional[Callable[[int
         checkpoint(epoch, 0)
         _log(world, _epoch_line(history, epoch - 1, cfg.epochs))
         if world.main:
-            _write_json(args.out / "history.json", {"settings": setup.settings, "world_size": world.size,
+            _write_history(args.out / "history.json", {"settings": setup.settings, "world_size": world.size,
                                                     "history": history})
     _log(world, f"done: {ckpt_path} (load it with hncam_utils.distributed.load_model)")
     return 0

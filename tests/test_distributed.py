@@ -7,7 +7,6 @@ they are not results. Runs of several processes start real processes (gloo on th
 
 import json
 import os
-import pickle
 import signal
 import socket
 import subprocess
@@ -221,34 +220,29 @@ def test_single_process_killed_mid_epoch_resumes_to_the_same_weights(folder, ref
         load_checkpoint(reference / "checkpoint.pt")["history"]["train_loss"]
 
 
-def write_cifar_fixture(root: Path, per_batch: int = 4) -> None:
-    rng = np.random.default_rng(1)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-
-    def batch(n):
-        return {"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), "labels": [int(i % 10) for i in range(n)]}
-
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        with open(folder / name, "wb") as f:
-            pickle.dump(batch(per_batch), f)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, f)
-
-
 @pytest.mark.slow
-def test_cifar10_from_a_pickle_fixture(tmp_path, monkeypatch, one_thread, capsys):
-    from torchvision.datasets import CIFAR10
+def test_cifar10_and_cub200_from_format_faithful_fixtures(tmp_path, monkeypatch, one_thread, capsys):
+    import functools
 
-    write_cifar_fixture(tmp_path / "data")
-    # the fixture cannot have the real archive's MD5s: skip only torchvision's checksum test
-    monkeypatch.setattr(CIFAR10, "_check_integrity", lambda self: True)
-    rc = D.main(["--data", "cifar10", "--data-root", str(tmp_path / "data"), "--model", "digits_cnn", "--width", "4",
-                 "--epochs", "1", "--batch-size", "10", "--loss", "hnc_mse", "--k", "9", "--out", str(tmp_path / "o"),
-                 "--no-progress"])
+    import hncam_utils.data as data
+    from hncam_utils.data import make_cifar_fixture, make_cub_fixture
+
+    make_cifar_fixture(tmp_path / "data", "cifar10", per_batch=4, test_size=6)
+    # the fixture cannot have the real batch files' MD5s: load it as load_cifar's own tests do
+    monkeypatch.setattr(data, "load_cifar", functools.partial(data.load_cifar, verify=False))
+    small = ["--model", "digits_cnn", "--width", "4", "--epochs", "1", "--no-progress"]
+    rc = D.main(["--data", "cifar10", "--data-root", str(tmp_path / "data"), *small, "--batch-size", "10",
+                 "--loss", "hnc_mse", "--out", str(tmp_path / "c10")])
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert "cifar10 (20 train / 4 val images, 10 classes)" in out and "(4 images)" in out
+    assert "cifar10 (20 train / 6 val images, 10 classes)" in out and "k=9" in out and "(6 images)" in out
+
+    make_cub_fixture(tmp_path / "cub", num_classes=4, per_class=4)
+    rc = D.main(["--data", "cub200", "--data-root", str(tmp_path / "cub"), *small, "--image-size", "32",
+                 "--batch-size", "4", "--loss", "hnc_kd", "--k", "2", "--out", str(tmp_path / "cub-out")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "cub200 (8 train / 8 val images, 4 classes)" in out and "(8 images)" in out
 
 
 # ------------------------------------------------------------------------------------------ bad input, one process
@@ -282,11 +276,11 @@ def test_bad_input_is_one_line_and_status_2(case, folder, tmp_path, capsys):
     assert "Traceback" not in err
 
 
-def test_cub200_is_loaded_through_the_data_package_or_refused_clearly(tmp_path, capsys):
+def test_missing_cub200_says_how_to_get_it(tmp_path, capsys):
     rc = D.main(["--data", "cub200", "--data-root", str(tmp_path / "none"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1
-    assert "hncam_utils.data.CUB200" in err or "CUB-200" in err, err
+    assert err.startswith("error: CUB-200-2011 not found") and "get_cub200.py" in err, err
 
 
 def test_argument_errors_print_on_rank_0_only(monkeypatch, capsys):
