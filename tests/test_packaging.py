@@ -89,6 +89,7 @@ LAYERS = {
     "train": {"losses", "metrics", "models", "runtime", "paths"},
     "experiments": {"data", "metrics", "models", "runtime", "train"},
     "distributed": {"data", "download", "losses", "metrics", "models", "runtime", "train"},
+    "robustness": {"models"},
     "plots": {"cam", "train"},
     "cli": {"data", "distributed", "experiments", "metrics", "plots", "runtime", "train"},
 }
