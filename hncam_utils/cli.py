@@ -1,4 +1,5 @@
-"""Command line: ``python -m hncam_utils compare`` (also installed as ``hncam compare``).
+"""Command line: ``python -m hncam_utils compare`` (also installed as ``hncam compare``), and
+``python -m hncam_utils train`` (one device or ``torchrun``; see :mod:`hncam_utils.distributed`).
 
 ``compare`` trains CE, CE+HNC_mse and CE+HNC_kd on Cluttered Digits for several seeds, prints one table
 (accuracy mean ± std, negative-CAM peak and ratio, num_posi, localization, seconds per epoch) and the paired
@@ -168,11 +169,21 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from .distributed import EPILOG, __doc__ as about, add_arguments
+
+    p = sub.add_parser("train", help="train on CIFAR-10/100, CUB-200 or an image folder, on one device or under "
+                                     "torchrun (DistributedDataParallel)",
+                       description=about, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``python -m hncam_utils``."""
     parser = argparse.ArgumentParser(prog="python -m hncam_utils", description="HNC-CAM course tools")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_compare(sub)
+    _add_train(sub)
     env = sub.add_parser("env", help="print versions, device and profile")
     env.set_defaults(command="env")
     args = parser.parse_args(argv)
@@ -196,6 +207,10 @@ def _one_line(exc: BaseException) -> str:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "compare":
         return _compare(args)
+    if args.command == "train":
+        from .distributed import run
+
+        return run(args)
     if args.command == "env":
         from .runtime import describe_environment
 

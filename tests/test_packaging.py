@@ -104,10 +104,11 @@ LAYERS = {
     "cifar_experiment": {"data", "experiments", "metrics", "models", "paths", "train"},
     "train": {"losses", "metrics", "models", "runtime", "paths"},
     "experiments": {"data", "metrics", "models", "paths", "runtime", "train"},
+    "distributed": {"data", "download", "losses", "metrics", "models", "runtime", "train"},
     "robustness": {"models"},
     "plots": {"cam", "train"},
     "widgets": {"cam", "models", "plots"},
-    "cli": {"data", "experiments", "metrics", "paths", "plots", "runtime", "train"},
+    "cli": {"data", "distributed", "experiments", "metrics", "paths", "plots", "runtime", "train"},
 }
 
 
