@@ -68,7 +68,9 @@ def test_no_readback_per_step_on_an_accelerator(monkeypatch, loss):
 
         counts.append(_count_readbacks(monkeypatch, run))
     assert len(counts[0]) == len(counts[1]), (counts[0], counts[1])
-    assert len(counts[1]) <= 4, counts[1]
+    # once per fit call, before training: the label check and the data fingerprint (copy to the host, min/max,
+    # hash: at most 4); once per epoch: the running sums and the finite flag (at most 2 more)
+    assert len(counts[1]) <= 6, counts[1]
 
 
 def test_a_nan_loss_is_caught_by_the_end_of_the_epoch_off_the_cpu(monkeypatch, tmp_path):
