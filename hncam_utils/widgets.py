@@ -108,8 +108,8 @@ class ExplorerView:
     rank: int
     method: str
     models: List[str]
-    raw: Dict[str, Tensor]
-    maps: Dict[str, np.ndarray]
+    raw: Dict[str, Tensor] = field(repr=False)
+    maps: Dict[str, np.ndarray] = field(repr=False)
     scale: Tuple[float, float]
     scores: Dict[str, Dict[str, float]]
     image: Tensor = field(repr=False)
