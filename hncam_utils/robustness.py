@@ -21,10 +21,11 @@ come back); for L2, the sign step moves ``step_size * sqrt(d)`` in L2 norm (``d`
 default is ``2.5 * epsilon / (steps * sqrt(d))``.
 
 Conventions that make ``epsilon`` mean what a reader expects (e.g. ``8/255`` of the pixel range): attack
-images in ``[0, 1]`` and put any normalisation inside the model, so the bounds are ``(0, 1)``. The loss is
-``nn.CrossEntropyLoss(reduction="none")`` on **logits** (Captum's default loss assumes probabilities), one
-value per image. A CAM model's ``(logits, features)`` output is reduced to its logits with
-:class:`hncam_utils.models.LogitsOnly`; a model that already returns a logits tensor is used as it is.
+images in ``[0, 1]`` and put any normalisation inside the model (:class:`Normalized` wraps a model trained on
+normalised inputs), so the bounds are ``(0, 1)``. The loss is ``nn.CrossEntropyLoss(reduction="none")`` on
+**logits** (Captum's default loss assumes probabilities), one value per image. A CAM model's
+``(logits, features)`` output is reduced to its logits with :class:`hncam_utils.models.LogitsOnly`; a model
+that already returns a logits tensor is used as it is.
 
 Hygiene: the model runs in eval mode (BatchNorm statistics frozen, dropout off) and its previous mode is
 restored; its parameters are frozen during the attack (``requires_grad`` restored afterwards), so no gradient
@@ -46,6 +47,7 @@ from .models import LogitsOnly
 
 __all__ = [
     "ATTACKS",
+    "Normalized",
     "NORMS",
     "RobustnessCurve",
     "adversarial_examples",
@@ -128,6 +130,44 @@ def default_step_size(epsilon: float, steps: int, norm: str = "Linf", numel: int
 
 
 # ------------------------------------------------------------------------------------ model handling
+class Normalized(nn.Module):
+    """``model((x - mean) / std)``: puts a data set's normalisation inside the model, so that attacks act on
+    pixels in ``[0, 1]`` with bounds ``(0, 1)`` and ``epsilon`` in pixel units.
+
+    The output is the wrapped model's (a CAM model keeps returning ``(logits, features)``), so CAMs, metrics and
+    the attacks of this module work on the wrapper as on the model.
+
+    Args:
+        model: a model trained on normalised inputs.
+        mean, std: per-channel statistics in ``[0, 1]`` units (a float or one value per channel), as used in
+            training (e.g. ``FASHION_MEAN``, ``FASHION_STD``).
+
+    Raises:
+        ValueError: a standard deviation that is not positive, or mean and std of different lengths.
+    """
+
+    def __init__(self, model: nn.Module, mean: Union[float, Sequence[float]], std: Union[float, Sequence[float]]) -> None:
+        super().__init__()
+        m = torch.as_tensor(mean, dtype=torch.float32).flatten()
+        s = torch.as_tensor(std, dtype=torch.float32).flatten()
+        if m.numel() != s.numel():
+            raise ValueError(f"mean and std need one value per channel each, got {m.numel()} and {s.numel()}")
+        if not bool((s > 0).all()):
+            raise ValueError(f"std must be > 0, got {s.tolist()}")
+        self.model = model
+        self.register_buffer("mean", m[None, :, None, None], persistent=False)
+        self.register_buffer("std", s[None, :, None, None], persistent=False)
+
+    @property
+    def classifier(self) -> nn.Module:
+        """The wrapped model's linear head (for CAMs)."""
+        return self.model.classifier
+
+    def forward(self, x: Tensor):
+        return self.model((x - self.mean.to(x.device, x.dtype)) / self.std.to(x.device, x.dtype))
+
+
+
 @contextlib.contextmanager
 def _attack_mode(model: nn.Module) -> Iterator[None]:
     """Eval mode and frozen parameters inside, the previous mode and ``requires_grad`` flags restored after."""

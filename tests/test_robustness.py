@@ -13,6 +13,7 @@ from hncam_utils.data import ClutteredDigits
 from hncam_utils.metrics import predict, topk_accuracy
 from hncam_utils.models import CAMNet, digits_cnn
 from hncam_utils.robustness import (
+    Normalized,
     RobustnessCurve,
     accuracy_under_attack,
     adversarial_examples,
@@ -227,3 +228,21 @@ def test_bad_input_gets_clear_errors():
 def test_curve_is_plain_data():
     curve = RobustnessCurve((0.0, 0.1), (90.0, 10.0), 10, "pgd", "L2", 10, None)
     assert curve.epsilon_at(10.0) == 0.1 and "PGD-L2" in curve.describe()
+
+
+def test_normalized_puts_the_normalisation_inside_the_model():
+    seed_everything(5)
+    model = digits_cnn().eval()
+    x = torch.rand(4, 1, 48, 48)
+    wrapped = Normalized(model, 0.3, 0.2)
+    with torch.no_grad():
+        assert torch.allclose(wrapped(x).logits, model((x - 0.3) / 0.2).logits, atol=1e-6)
+    assert wrapped.classifier is model.classifier and list(wrapped.state_dict()) == [
+        "model." + k for k in model.state_dict()]
+    loader = DataLoader(TensorDataset(x, torch.tensor([0, 1, 2, 3])), batch_size=2)
+    curve = accuracy_under_attack(wrapped, loader, [0.0, 0.01], progress=False)
+    assert curve.n_images == 4
+    with pytest.raises(ValueError, match="std must be > 0"):
+        Normalized(model, 0.3, 0.0)
+    with pytest.raises(ValueError, match="one value per channel"):
+        Normalized(model, [0.1, 0.2, 0.3], [0.2])
