@@ -34,6 +34,8 @@ __all__ = [
     "cifar_resnet18",
     "digits_cnn",
     "digits_cnn_cosine",
+    "digits_cnn_small",
+    "digits_cnn_cosine_small",
     "build_model",
     "MODELS",
     "unwrap",
@@ -246,9 +248,22 @@ def digits_cnn_cosine(num_classes: int = 10, in_channels: int = 1, width: int = 
     return CosineCAMNet(body, 4 * width, num_classes, scale=scale)
 
 
+def digits_cnn_small(num_classes: int = 10, in_channels: int = 1) -> CAMNet:
+    """:func:`digits_cnn` at half width (8-16-16-32-32 channels, about 18k parameters; 12x12 CAMs): about
+    2.5 times faster on a CPU, for experiments that need many runs on a laptop budget."""
+    return digits_cnn(num_classes, in_channels, width=8)
+
+
+def digits_cnn_cosine_small(num_classes: int = 10, in_channels: int = 1, scale: float = 16.0) -> CosineCAMNet:
+    """:func:`digits_cnn_small`'s body with a cosine head (see :class:`CosineCAMNet`)."""
+    return digits_cnn_cosine(num_classes, in_channels, width=8, scale=scale)
+
+
 MODELS: Dict[str, Callable[..., GAPClassifier]] = {
     "digits_cnn": digits_cnn,
     "digits_cnn_cosine": digits_cnn_cosine,
+    "digits_cnn_small": digits_cnn_small,
+    "digits_cnn_cosine_small": digits_cnn_cosine_small,
     "cifar_resnet18": cifar_resnet18,
 }
 

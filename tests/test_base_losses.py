@@ -193,3 +193,12 @@ def test_run_names_unchanged_for_the_default_base_loss():
     assert run_name("d", "m", TrainConfig(epochs=4, base_loss="gce")) == "d_m_ce_gce0.7_e4_s0"
     assert run_name("d", "m", TrainConfig(epochs=4, base_loss="focal", focal_gamma=1)) == "d_m_ce_focal1_e4_s0"
     assert run_name("d", "m", TrainConfig(epochs=4, base_loss="cosface")) == "d_m_ce_cosface0.35_e4_s0"
+
+
+def test_half_width_models_for_laptop_budgets():
+    x = torch.rand(2, 1, 48, 48)
+    for name, cls in (("digits_cnn_small", "CAMNet"), ("digits_cnn_cosine_small", "CosineCAMNet")):
+        net = build_model(name, 10).eval()
+        out = net(x)
+        assert type(net).__name__ == cls and out.features.shape == (2, 32, 12, 12) and out.logits.shape == (2, 10)
+        assert sum(p.numel() for p in net.parameters()) < 20_000
