@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from .base_losses import check_base_loss, cosface_loss, focal_loss, generalized_cross_entropy
 from .losses import HNCLoss
 from .metrics import mean_average_precision, predict, topk_accuracy
 from .models import unwrap
@@ -72,6 +73,10 @@ class TrainConfig:
         k: negatives per image for HNC (``None``: all).
         temperature: ``T`` of the kd variant.
         label_smoothing: for the CE base loss (a generic regulariser to compare HNC against).
+        base_loss: the classification term: ``"ce"`` (cross-entropy, or BCE for multi-hot targets),
+            ``"gce"`` (generalized CE, ``gce_q``), ``"focal"`` (``focal_gamma``) or ``"cosface"`` (additive
+            cosine margin ``margin``; needs a cosine head, e.g. model ``digits_cnn_cosine``). See
+            :mod:`hncam_utils.base_losses`. ``loss`` still says whether HNC is added.
         seed: batch order (and, through :func:`train_or_load`, initialisation).
         amp: mixed precision on CUDA (ignored elsewhere).
         num_workers: DataLoader workers.
@@ -94,6 +99,10 @@ class TrainConfig:
     k: Optional[int] = 3
     temperature: float = 1.0
     label_smoothing: float = 0.0
+    base_loss: str = "ce"
+    gce_q: float = 0.7
+    focal_gamma: float = 2.0
+    margin: float = 0.35
     seed: int = 0
     amp: bool = True
     num_workers: int = 0
@@ -110,6 +119,9 @@ class TrainConfig:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
         if self.lr <= 0 or self.hnc_lambda < 0:
             raise ValueError(f"lr must be > 0 and hnc_lambda >= 0, got {self.lr}, {self.hnc_lambda}")
+        check_base_loss(self.base_loss, {"gce_q": self.gce_q, "focal_gamma": self.focal_gamma, "margin": self.margin})
+        if self.label_smoothing and self.base_loss != "ce":
+            raise ValueError(f"label_smoothing applies to the 'ce' base loss only, not {self.base_loss!r}")
         if self.loss != "ce":
             HNCLoss(k=self.k, variant=self.variant, temperature=self.temperature)  # validates k, T
 
@@ -142,6 +154,9 @@ def run_name(dataset: str, model: str, config: TrainConfig) -> str:
             loss += f"_T{config.temperature:g}"
     if config.label_smoothing:
         loss += f"_ls{config.label_smoothing:g}"
+    if config.base_loss != "ce":  # the default base loss adds nothing: older run names stay valid
+        param = {"gce": config.gce_q, "focal": config.focal_gamma, "cosface": config.margin}[config.base_loss]
+        loss += f"_{config.base_loss}{param:g}"
     return f"{dataset}_{model}_{loss}_e{config.epochs}_s{config.seed}"
 
 
@@ -222,9 +237,20 @@ def _loader(data: Dataset, batch_size: int, shuffle: bool, generator: Optional[t
     )
 
 
-def _base_loss(logits: Tensor, y: Tensor, cfg: TrainConfig) -> Tensor:
+def _base_loss(logits: Tensor, y: Tensor, cfg: TrainConfig, net: Optional[nn.Module] = None) -> Tensor:
     if y.dim() == 2:
+        if cfg.base_loss != "ce":
+            raise ValueError(f"base_loss {cfg.base_loss!r} is for class indices; multi-hot targets train with 'ce' (BCE)")
         return F.binary_cross_entropy_with_logits(logits.float(), y.float())
+    if cfg.base_loss == "gce":
+        return generalized_cross_entropy(logits.float(), y, q=cfg.gce_q)
+    if cfg.base_loss == "focal":
+        return focal_loss(logits.float(), y, gamma=cfg.focal_gamma)
+    if cfg.base_loss == "cosface":
+        scale = getattr(getattr(net, "classifier", None), "scale", None)
+        if scale is None:
+            raise ValueError("base_loss 'cosface' needs a cosine head (logits s*cos); use model 'digits_cnn_cosine'")
+        return cosface_loss(logits.float(), y, scale=scale, margin=cfg.margin)
     return F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
 
 
@@ -346,7 +372,7 @@ def fit(
             y = batch[1].to(dev, non_blocking=True)
             with _autocast(dev, amp_dtype):
                 out = model(x)
-                base = _base_loss(out.logits, y, config)
+                base = _base_loss(out.logits, y, config, net)
                 if hnc_fn is not None:
                     hnc = hnc_fn.from_features(out.features, net.classifier, y, logits=out.logits)
                     loss = base + config.hnc_lambda * hnc
@@ -387,7 +413,7 @@ def fit(
             logits, targets = predict(model, test_loader, dev)
             tname, test_score = _score(logits, targets)
             row[f"test_{tname}"] = test_score
-            row["test_loss"] = float(_base_loss(logits, targets, config.replace(label_smoothing=0.0)))
+            row["test_loss"] = float(_base_loss(logits, targets, config.replace(label_smoothing=0.0), net))
         for key, val in row.items():
             history.setdefault(key, []).append(val)
         if progress and hasattr(epochs, "set_postfix"):
