@@ -132,7 +132,7 @@ def _check_flips(flips: Mapping[Any, Any], num_classes: int) -> Dict[int, Tuple[
     return table
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class NoisyLabels:
     """Noisy labels together with how they were made; build with :func:`make_noisy_labels`.
 
