@@ -12,7 +12,12 @@ Examples::
     python tools/run_notebooks.py --profile smoke --only 00,01
     HNCAM_PROFILE=cpu python tools/run_notebooks.py --inplace
 
-Exit status: 0 when every notebook ran without error, 1 otherwise.
+Data that cannot be had is not an error: a notebook that stops with ``DatasetNotFoundError``,
+``DownloadError`` or ``WeightsUnavailableError`` is reported as *skipped* with the error's message (what is
+missing and how to get it), and lines a notebook prints starting with ``[skipped]`` (a section that needed such
+data, see ``hncam_utils.skips``) are collected; the closing summary lists what ran, what was skipped and why.
+
+Exit status: 0 when every notebook ran or was skipped for want of data, 1 when one failed.
 """
 
 from __future__ import annotations
@@ -40,6 +45,31 @@ def find_notebooks(folder: Path, only: Optional[Sequence[str]] = None) -> List[P
         if missing:
             raise SystemExit(f"no notebook with prefix {', '.join(sorted(missing))} in {folder}")
     return paths
+
+
+SKIP_MARKER = "[skipped]"  # = hncam_utils.skips.SKIP_MARKER (tests/test_course_skips.py checks they agree)
+SKIP_ERRORS = ("DatasetNotFoundError", "DownloadError", "WeightsUnavailableError")  # = hncam_utils.skips.SKIP_ERRORS
+
+
+def skip_reason(error: Optional[BaseException]) -> Optional[str]:
+    """The message of a notebook that stopped because its data or weights cannot be had, else ``None``."""
+    if getattr(error, "ename", None) in SKIP_ERRORS:  # nbclient's CellExecutionError names the exception
+        return re.sub(r"\x1b\[[0-9;]*m", "", str(getattr(error, "evalue", "") or "")).strip() or str(error.ename)
+    return None
+
+
+def skipped_parts(path: Path) -> List[str]:
+    """The ``[skipped] ...`` lines an executed notebook printed (sections that lacked their data)."""
+    import nbformat
+
+    if not path.exists():
+        return []
+    found = []
+    for cell in nbformat.read(path, as_version=4).cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                found += [line.strip() for line in out.get("text", "").splitlines() if line.startswith(SKIP_MARKER)]
+    return found
 
 
 def run_one(path: Path, out_dir: Path, timeout: int, inplace: bool, kernel: str) -> tuple:
@@ -106,22 +136,46 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"running {len(paths)} notebook(s) with profile {profile!r}" + (" (writing back in place)" if args.inplace else ""),
           flush=True)
     failed = []
+    skipped = []  # (notebook, reason): stopped for want of data or weights
+    parts = []  # (notebook, line): sections a notebook skipped for want of data
     total = 0.0
     for path in paths:
         ok, seconds, error = run_one(path, out_dir, args.timeout, args.inplace, args.kernel)
         total += seconds
-        print(f"  {path.name:<28} {seconds:7.1f} s  {'ok' if ok else 'FAILED'}", flush=True)
-        if not ok:
+        reason = None if ok else skip_reason(error)
+        parts += [(path.name, line) for line in skipped_parts(out_dir / path.name)]
+        print(f"  {path.name:<28} {seconds:7.1f} s  {'ok' if ok else 'skipped' if reason else 'FAILED'}", flush=True)
+        if reason:
+            skipped.append((path.name, reason))
+            print(f"    {reason.splitlines()[0]}", flush=True)
+        elif not ok:
             failed.append(path.name)
             message = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
             print(f"    {type(error).__name__}: {message.splitlines()[-1] if message else ''}", flush=True)
     print(f"total {total:.1f} s; executed notebooks and HTML in {out_dir}")
+    print(skip_summary([p.name for p in paths], failed, skipped, parts))
     if args.inplace:
         print(f"executed notebooks written back to {args.notebooks}" + (" (failed ones left unchanged)" if failed else ""))
     if failed:
         print(f"failed: {', '.join(failed)} (see the executed copies in {out_dir} for the traceback)", file=sys.stderr)
         return 1
     return 0
+
+
+def skip_summary(names: Sequence[str], failed: Sequence[str], skipped: Sequence[tuple], parts: Sequence[tuple]) -> str:
+    """The closing summary: what ran, what was skipped (whole notebooks and sections) and why."""
+    gone = set(failed) | {name for name, _ in skipped}
+    ran = [n for n in names if n not in gone]
+    lines = [f"ran: {', '.join(ran) if ran else 'none'}"]
+    for name, reason in skipped:
+        lines.append(f"skipped: {name} -- " + reason.replace("\n", "\n    "))
+    for name, line in parts:
+        lines.append(f"skipped part of {name}: {line[len(SKIP_MARKER):].strip()}")
+    if not skipped and not parts:
+        lines.append("skipped: nothing")
+    if failed:
+        lines.append(f"failed: {', '.join(failed)}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
