@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader
 
 from ._checks import check_int
 from .data import SETTINGS, ClutteredDigits, ClutteredDigitsConfig
-from .metrics import evaluate
+from .data.noise import DIGITS_FLIPS, NoisyLabelDataset, NoisyLabels, load_noisy_labels, make_noisy_labels
+from .metrics import evaluate, predict
 from .models import build_model
 from .train import History, TrainConfig, run_name, train_or_load
 
@@ -38,6 +39,7 @@ __all__ = [
     "RunResult",
     "run_experiment",
     "data_tag",
+    "noisy_training_set",
     "summarize",
     "paired_difference",
     "PairedVerdict",
@@ -50,7 +52,10 @@ __all__ = [
 
 @dataclass(frozen=True)
 class LossSpec:
-    """A loss to compare: ``loss`` (``"ce"``, ``"hnc_mse"``, ``"hnc_kd"``) and its HNC settings."""
+    """A loss to compare: ``loss`` (``"ce"`` for no HNC, ``"hnc_mse"``, ``"hnc_kd"``) and its HNC settings,
+    the base loss (``base_loss``: ``"ce"``, ``"gce"``, ``"focal"``, ``"cosface"`` with ``gce_q``,
+    ``focal_gamma``, ``margin``; see :mod:`hncam_utils.base_losses`), and optionally a ``model`` that
+    replaces :func:`run_experiment`'s (``"digits_cnn_cosine"`` for ``cosface``)."""
 
     loss: str = "ce"
     hnc_lambda: float = 0.0
@@ -58,6 +63,11 @@ class LossSpec:
     temperature: float = 1.0
     label_smoothing: float = 0.0
     name: Optional[str] = None
+    base_loss: str = "ce"
+    gce_q: float = 0.7
+    focal_gamma: float = 2.0
+    margin: float = 0.35
+    model: Optional[str] = None
 
     def __post_init__(self) -> None:
         # the same checks as TrainConfig, at the line that defines the spec (not at the first training run)
@@ -74,7 +84,9 @@ class LossSpec:
     def apply(self, config: TrainConfig) -> TrainConfig:
         """``config`` with this loss."""
         return config.replace(loss=self.loss, hnc_lambda=self.hnc_lambda if self.loss != "ce" else 0.0,
-                              k=self.k, temperature=self.temperature, label_smoothing=self.label_smoothing)
+                              k=self.k, temperature=self.temperature, label_smoothing=self.label_smoothing,
+                              base_loss=self.base_loss, gce_q=self.gce_q, focal_gamma=self.focal_gamma,
+                              margin=self.margin)
 
 
 #: The course's default comparison (lambdas measured to work on Cluttered Digits, not tuned further).
@@ -98,6 +110,9 @@ METRIC_LABELS: Dict[str, str] = {
     "maxboxacc": "MaxBoxAcc %",
     "maxboxacc_v2": "MaxBoxAccV2 %",
     "sec_per_epoch": "s/epoch",
+    "top1_peak": "peak test acc %",
+    "noisy_fit": "noisy labels fitted %",
+    "noisy_clean": "true class on noisy %",
 }
 _PERCENT = {"posi_frac", "pointing", "energy_in_box"}
 
@@ -127,6 +142,49 @@ def data_tag(config: ClutteredDigitsConfig) -> str:
     return f"digits-{digest}"
 
 
+def noisy_training_set(
+    train_set: ClutteredDigits,
+    label_noise: Union[Mapping[str, Any], NoisyLabels],
+    tag: str,
+    cache_dir: Optional[Union[str, Path]] = None,
+) -> Tuple[NoisyLabelDataset, str]:
+    """Wrap ``train_set`` so it serves noisy labels, shared on disk so every run sees the same corruption.
+
+    ``label_noise`` is a :class:`NoisyLabels` or the arguments of
+    :func:`hncam_utils.data.noise.make_noisy_labels` (``kind``, ``rate``, ``seed``, optional ``flips``). The
+    labels are saved once at ``cache_dir / "noisy_labels" / f"{tag}_{noise.tag()}.json"`` and loaded (and
+    checked against the data set) afterwards.
+
+    Returns:
+        ``(data set, tag)`` with the noise's tag appended (``digits-hard_sym40-s0``), for run names.
+    """
+    from .paths import data_home
+
+    if isinstance(label_noise, NoisyLabels):
+        noise = label_noise
+    else:
+        args = dict(label_noise)
+        unknown = set(args) - {"kind", "rate", "seed", "flips"}
+        if unknown:
+            raise ValueError(f"label_noise takes kind, rate, seed and flips, got also {sorted(unknown)}")
+        noise = make_noisy_labels(train_set.targets, num_classes=train_set.num_classes, **args)
+    noise_tag = noise.tag()
+    if noise.kind == "asymmetric" and noise.flips != {c: (p,) for c, p in DIGITS_FLIPS.items()}:
+        import hashlib
+
+        noise_tag += "-" + hashlib.sha1(repr(sorted(noise.flips.items())).encode()).hexdigest()[:6]
+    root = Path(cache_dir) if cache_dir is not None else data_home()
+    path = root / "noisy_labels" / f"{tag}_{noise_tag}.json"
+    if path.exists():
+        saved = load_noisy_labels(path, train_set.targets, num_classes=train_set.num_classes)
+        if not torch.equal(saved.labels, noise.labels):
+            raise ValueError(f"{path} holds other noisy labels than the ones asked for; delete it to remake it")
+        noise = saved
+    else:
+        noise.save(path)
+    return NoisyLabelDataset(train_set, noise), f"{tag}_{noise_tag}"
+
+
 def run_experiment(
     data: Union[str, ClutteredDigitsConfig],
     specs: Union[Sequence[LossSpec], Mapping[str, LossSpec]],
@@ -138,6 +196,7 @@ def run_experiment(
     device: Optional[Union[str, torch.device]] = None,
     progress: bool = True,
     eval_k: int = 3,
+    label_noise: Union[Mapping[str, Any], NoisyLabels, None] = None,
 ) -> List[RunResult]:
     """Train (or load from the cache) every ``spec`` x ``seed`` on Cluttered Digits and evaluate it.
 
@@ -150,6 +209,12 @@ def run_experiment(
         model: a name from :data:`hncam_utils.models.MODELS`.
         cache_dir: where runs are cached (default :func:`hncam_utils.paths.data_home`).
         eval_k: top negatives averaged in ``neg_peak_topk``.
+        label_noise: train on noisy labels (test labels stay clean): ``{"kind": "symmetric" | "asymmetric",
+            "rate": r, "seed": s}`` or a :class:`~hncam_utils.data.noise.NoisyLabels` (see
+            :func:`noisy_training_set`). The run names carry the noise's tag, and each run's metrics also
+            hold ``top1_peak`` (best test accuracy over the epochs; ``top1`` is the final one) and the
+            memorisation shares of :meth:`~hncam_utils.data.noise.NoisyLabels.memorisation` on the training
+            images (``noisy_fit``, ``noisy_clean``, ``clean_fit``).
 
     Returns:
         One :class:`RunResult` per (spec, seed), in the order of ``specs`` then ``seeds``.
@@ -182,20 +247,28 @@ def run_experiment(
     train_set = ClutteredDigits("train", cfg)
     test_set = ClutteredDigits("test", cfg, with_boxes=True)
     tag = data_tag(cfg)
+    fit_set = train_set
+    if label_noise is not None:
+        fit_set, tag = noisy_training_set(train_set, label_noise, tag, cache_dir)
     results: List[RunResult] = []
     for spec in spec_list:
+        arch = spec.model or model
         for seed in seeds:
             config = spec.apply(train.replace(seed=int(seed)))
-            name = run_name(tag, model, config)
+            name = run_name(tag, arch, config)
             if progress:
                 print(f"[{spec.label} seed {seed}] {name}", flush=True)
             net, history = train_or_load(
-                lambda: build_model(model, num_classes=train_set.num_classes),
-                train_set, config, name, test_data=test_set, cache_dir=cache_dir, device=device, progress=progress,
+                lambda: build_model(arch, num_classes=train_set.num_classes),
+                fit_set, config, name, test_data=test_set, cache_dir=cache_dir, device=device, progress=progress,
             )
             loader = DataLoader(test_set, batch_size=config.eval_batch_size)
             metrics = evaluate(net, loader, k=eval_k)
             metrics["sec_per_epoch"] = float(np.mean(history["seconds"])) if history.get("seconds") else math.nan
+            if isinstance(fit_set, NoisyLabelDataset):
+                metrics["top1_peak"] = float(max(history["test_acc"]))
+                logits, _ = predict(net, DataLoader(train_set, batch_size=config.eval_batch_size))
+                metrics.update(fit_set.noise.memorisation(logits.argmax(dim=1)))
             results.append(RunResult(spec.label, int(seed), config, history, metrics, net))
     return results
 

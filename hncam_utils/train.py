@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from ._checks import (check_bool, check_callable, check_choice, check_float, check_int, check_module, show)
+from .base_losses import check_base_loss, cosface_loss, focal_loss, generalized_cross_entropy
 from .losses import HNCLoss
 from .metrics import mean_average_precision, predict, topk_accuracy
 from .models import unwrap
@@ -87,6 +88,10 @@ class TrainConfig:
         k: negatives per image for HNC (``None``: all).
         temperature: ``T`` of the kd variant.
         label_smoothing: for the CE base loss (a generic regulariser to compare HNC against).
+        base_loss: the classification term: ``"ce"`` (cross-entropy, or BCE for multi-hot targets),
+            ``"gce"`` (generalized CE, ``gce_q``), ``"focal"`` (``focal_gamma``) or ``"cosface"`` (additive
+            cosine margin ``margin``; needs a cosine head, e.g. model ``digits_cnn_cosine``). See
+            :mod:`hncam_utils.base_losses`. ``loss`` still says whether HNC is added.
         seed: batch order (and, through :func:`train_or_load`, initialisation).
         amp: mixed precision on CUDA (ignored elsewhere).
         num_workers: DataLoader workers.
@@ -123,6 +128,10 @@ class TrainConfig:
     k: Optional[int] = 3
     temperature: float = 1.0
     label_smoothing: float = 0.0
+    base_loss: str = "ce"
+    gce_q: float = 0.7
+    focal_gamma: float = 2.0
+    margin: float = 0.35
     seed: int = 0
     amp: bool = True
     num_workers: int = 0
@@ -151,6 +160,10 @@ class TrainConfig:
         check_float("head_lr_mult", self.head_lr_mult, min=0, min_open=True, fix="e.g. 10 for a new head on a "
                     "pretrained backbone, 1 for one learning rate")
         check_bool("nesterov", self.nesterov)
+        check_base_loss(self.base_loss, {"gce_q": self.gce_q, "focal_gamma": self.focal_gamma, "margin": self.margin})
+        if self.label_smoothing and self.base_loss != "ce":
+            raise ValueError(f"label_smoothing applies to the 'ce' base loss only, not base_loss={self.base_loss!r}; "
+                             "set label_smoothing=0 or base_loss='ce'")
         check_bool("amp", self.amp)
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError(f"nesterov=True needs optimizer='sgd' with momentum > 0, got optimizer={self.optimizer!r}, "
@@ -196,6 +209,9 @@ def run_name(dataset: str, model: str, config: TrainConfig) -> str:
             loss += f"_T{config.temperature:g}"
     if config.label_smoothing:
         loss += f"_ls{config.label_smoothing:g}"
+    if config.base_loss != "ce":  # the default base loss adds nothing: older run names stay valid
+        param = {"gce": config.gce_q, "focal": config.focal_gamma, "cosface": config.margin}[config.base_loss]
+        loss += f"_{config.base_loss}{param:g}"
     return f"{dataset}_{model}_{loss}_e{config.epochs}_s{config.seed}"
 
 
@@ -337,11 +353,23 @@ def _loader(data: Dataset, batch_size: int, shuffle: bool, generator: Optional[t
     )
 
 
-def _base_loss(logits: Tensor, y: Tensor, cfg: TrainConfig) -> Tensor:
+def _base_loss(logits: Tensor, y: Tensor, cfg: TrainConfig, net: Optional[nn.Module] = None) -> Tensor:
     if y.dim() == 2:
+        if cfg.base_loss != "ce":
+            raise ValueError(f"base_loss {cfg.base_loss!r} is for class indices; multi-hot targets train with 'ce' (BCE)")
         return F.binary_cross_entropy_with_logits(logits.float(), y.float())
-    # int32 / uint8 class indices are fine (fit checked them once): cross_entropy wants int64
-    return F.cross_entropy(logits.float(), y.long(), label_smoothing=cfg.label_smoothing)
+    # int32 / uint8 class indices are fine (fit checked them once): the losses want int64
+    y = y.long()
+    if cfg.base_loss == "gce":
+        return generalized_cross_entropy(logits.float(), y, q=cfg.gce_q)
+    if cfg.base_loss == "focal":
+        return focal_loss(logits.float(), y, gamma=cfg.focal_gamma)
+    if cfg.base_loss == "cosface":
+        scale = getattr(getattr(net, "classifier", None), "scale", None)
+        if scale is None:
+            raise ValueError("base_loss 'cosface' needs a cosine head (logits s*cos); use model 'digits_cnn_cosine'")
+        return cosface_loss(logits.float(), y, scale=scale, margin=cfg.margin)
+    return F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
 
 
 # ------------------------------------------------------------------------------------ up-front data checks
@@ -709,7 +737,7 @@ def fit(
                     x = x.contiguous(memory_format=memory_format)
                 with _autocast(dev, amp_dtype):
                     out = forward(x)
-                    base = _base_loss(out.logits, y, config)
+                    base = _base_loss(out.logits, y, config, net)
                     if hnc_fn is not None:
                         hnc = hnc_fn.from_features(out.features, net.classifier, y, logits=out.logits)
                         loss = base + config.hnc_lambda * hnc
@@ -771,7 +799,7 @@ def fit(
                                            dev, amp_dtype, config.tta_flip, memory_format)
                 tname, test_score = _score(logits, targets)
                 row[f"test_{tname}"] = test_score
-                row["test_loss"] = float(_base_loss(logits, targets, config.replace(label_smoothing=0.0)))
+                row["test_loss"] = float(_base_loss(logits, targets, config.replace(label_smoothing=0.0), net))
             for key, val in row.items():
                 history.setdefault(key, []).append(val)
             if progress and hasattr(epochs, "set_postfix"):
