@@ -142,3 +142,24 @@ def test_plots_draw_without_error():
     images = [a for a in fig.axes if a.images][1:7]
     scales = {im.get_clim() for a in images for im in a.images if im.get_cmap().name == "RdBu_r"}
     assert len(scales) == 1  # one shared colour scale for every CAM panel
+
+
+def test_cam_grid_marks_predictions_draws_boxes_and_shows_peaks():
+    from hncam_utils.plots import plot_cam_grid
+
+    images = torch.rand(2, 1, 8, 8)
+    cams = {"ce": torch.zeros(2, 2, 4, 4), "kd": torch.zeros(2, 2, 4, 4)}
+    cams["ce"][0, 1, 1, 1] = 3.0
+    classes = {"ce": torch.tensor([[4, 5], [6, 7]]), "kd": torch.tensor([[4, 8], [6, 5]])}
+    boxes = torch.tensor([[1, 1, 5, 6], [2, 2, 7, 7]])
+    fig = plot_cam_grid(images, cams, classes, boxes=boxes, targets=torch.tensor([1, 2]), first_is_gt=False,
+                        show_peak=True, predictions={"ce": torch.tensor([1, 3]), "kd": torch.tensor([1, 2])})
+    titles = [a.get_title() for a in fig.axes if a.get_title()]
+    assert titles[0] == "y = 1" and "neg 1: 4" in titles[1] and "GT" not in " ".join(titles)
+    assert "ce, pred 3 (wrong)" in " ".join(titles) and "kd, pred 2\n" in " ".join(titles)
+    assert any("neg 2: 5, peak 3.0" in t for t in titles)
+    assert all(len(a.patches) == 1 for a in fig.axes[:-1])  # the box on the image and on every map
+    with pytest.raises(ValueError, match="targets"):
+        plot_cam_grid(images, cams, classes, first_is_gt=False)
+    with pytest.raises(ValueError, match="predictions lacks"):
+        plot_cam_grid(images, cams, classes, predictions={"ce": torch.tensor([1, 3])})
