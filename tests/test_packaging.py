@@ -79,6 +79,7 @@ def test_the_maths_depends_on_torch_alone():
 LAYERS = {
     "cam": set(),
     "losses": {"cam"},
+    "exercises": {"losses"},
     "models": {"cam"},
     "runtime": set(),
     "paths": set(),
@@ -87,7 +88,7 @@ LAYERS = {
     "data": set(),
     "metrics": {"cam", "losses", "models"},
     "train": {"losses", "metrics", "models", "runtime", "paths"},
-    "experiments": {"data", "metrics", "models", "train"},
+    "experiments": {"data", "metrics", "models", "runtime", "train"},
     "plots": {"cam", "train"},
     "cli": {"data", "experiments", "metrics", "plots", "runtime", "train"},
 }
