@@ -163,3 +163,20 @@ def test_cam_grid_marks_predictions_draws_boxes_and_shows_peaks():
         plot_cam_grid(images, cams, classes, first_is_gt=False)
     with pytest.raises(ValueError, match="predictions lacks"):
         plot_cam_grid(images, cams, classes, predictions={"ce": torch.tensor([1, 3])})
+
+
+def test_peak_regions_sorts_maxima_into_target_other_ink_and_background():
+    from hncam_utils.metrics import PEAK_REGIONS, peak_regions
+
+    ink = torch.zeros(3, 8, 8, dtype=torch.bool)
+    ink[:, 0:2, 6:8] = True                      # a fragment in the top-right corner
+    boxes = torch.tensor([[0, 4, 4, 8]] * 3)     # the target: bottom-left quarter
+    cams = torch.zeros(3, 8, 8)
+    cams[0, 6, 1] = 5.0                          # inside the box
+    cams[1, 2, 5] = 5.0                          # one pixel off the fragment: within the margin
+    cams[2, 5, 6] = 5.0                          # far from any ink
+    codes = peak_regions(cams, boxes, ink, margin=1)
+    assert [PEAK_REGIONS[c] for c in codes] == ["target", "other ink", "background"]
+    assert peak_regions(cams, boxes, ink, margin=0)[1] == 2
+    with pytest.raises(ValueError, match="expected cams"):
+        peak_regions(cams[0], boxes, ink)
