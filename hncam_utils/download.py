@@ -651,6 +651,7 @@ def fetch_dataset(
     urls: Optional[Sequence[str]] = None,
     progress: bool = True,
     keep_archive: bool = True,
+    timeout: float = 60,
 ) -> Path:
     """Make a data set available under ``root``: download (or reuse an archive placed there), verify, unpack.
 
@@ -665,6 +666,7 @@ def fetch_dataset(
             ``HNCAM_<NAME>_URL`` is always tried first.
         progress: show a progress bar while downloading.
         keep_archive: keep the archive after unpacking (default; delete it to save space).
+        timeout: seconds allowed for connecting and for each read (an offline machine fails fast).
 
     Returns:
         The unpacked folder, e.g. ``root / "cifar-10-batches-py"``.
@@ -691,7 +693,9 @@ def fetch_dataset(
                 RuntimeWarning,
                 stacklevel=2,
             )
-    download_url(spec.sources(urls), archive, spec.md5, progress=progress, size=spec.size, env_var=spec.env_var)
+    download_url(
+        spec.sources(urls), archive, spec.md5, progress=progress, size=spec.size, env_var=spec.env_var, timeout=timeout
+    )
     safe_extract(archive, root)
     missing = spec.missing(folder)
     if missing:

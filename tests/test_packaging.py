@@ -85,7 +85,7 @@ LAYERS = {
     "paths": set(),
     "results": {"paths"},
     "download": {"paths"},
-    "data": set(),
+    "data": {"download", "paths"},
     "metrics": {"cam", "losses", "models"},
     "train": {"losses", "metrics", "models", "runtime", "paths"},
     "experiments": {"data", "metrics", "models", "runtime", "train"},
