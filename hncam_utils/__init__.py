@@ -6,7 +6,8 @@ Layers (lower ones never import higher ones):
 * :mod:`~hncam_utils.models` (CAM-ready networks), :mod:`~hncam_utils.data` (data sets),
   :mod:`~hncam_utils.runtime` (device, seeds, profiles), :mod:`~hncam_utils.paths`, :mod:`~hncam_utils.download`
 * :mod:`~hncam_utils.train` (one training engine), :mod:`~hncam_utils.metrics`
-* :mod:`~hncam_utils.plots` (figures), :mod:`~hncam_utils.cli` (``python -m hncam_utils``)
+* :mod:`~hncam_utils.plots` (figures), :mod:`~hncam_utils.widgets` (the notebook explorer),
+  :mod:`~hncam_utils.cli` (``python -m hncam_utils``)
 """
 
 from .cam import compute_cams, normalize_cams, shared_scale, upsample_cams

@@ -81,6 +81,10 @@ METRIC_LABELS: Dict[str, str] = {
     "pointing": "pointing %",
     "energy_in_box": "energy in box %",
     "box_iou": "box IoU",
+    "gt_known_loc": "GT-known Loc %",
+    "top1_loc": "Top-1 Loc %",
+    "maxboxacc": "MaxBoxAcc %",
+    "maxboxacc_v2": "MaxBoxAccV2 %",
     "sec_per_epoch": "s/epoch",
 }
 _PERCENT = {"posi_frac", "pointing", "energy_in_box"}

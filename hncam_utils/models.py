@@ -8,6 +8,8 @@ Every model here ends in global average pooling (GAP) and a linear classifier, s
   without copying or changing its weights; the original model stays inside as ``.model``, so
   ``wrapped.model.load_state_dict(torchvision_state_dict)`` loads pretrained weights unchanged.
 * :func:`cifar_resnet18`: ResNet-18 with a 3x3 stem and no max-pool, for 32x32 inputs (4x4 CAMs).
+* :func:`resnet50_cam`: torchvision's ResNet-50 with a new head, ImageNet weights through torchvision's weights
+  API, and optionally a stride-1 last stage (14x14 CAMs at 224 px, as Choe et al.'s CAM ResNet-50).
 * :func:`digits_cnn`: the small (about 70k parameters) GAP CNN for Cluttered Digits (12x12 CAMs on 48x48).
 """
 
@@ -27,6 +29,10 @@ __all__ = [
     "TorchvisionCAM",
     "LogitsOnly",
     "cifar_resnet18",
+    "resnet50_cam",
+    "WeightsUnavailableError",
+    "check_num_classes",
+    "check_k",
     "digits_cnn",
     "build_model",
     "MODELS",
@@ -156,6 +162,119 @@ def cifar_resnet18(num_classes: int = 10) -> TorchvisionCAM:
     return TorchvisionCAM(model)
 
 
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights could not be had (no network, a blocked host, a damaged download)."""
+
+
+def _load_weights(weights, progress: bool, timeout: float):
+    """``weights.get_state_dict()`` with a bounded network wait and an error that says what to do."""
+    import socket
+
+    import torch.hub
+
+    filename = weights.url.rsplit("/", 1)[-1]
+    cached = f"{torch.hub.get_dir()}/checkpoints/{filename}"
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:
+        return weights.get_state_dict(progress=progress, check_hash=True)
+    except Exception as exc:  # URLError, timeouts, hash mismatch, a truncated file...
+        raise WeightsUnavailableError(
+            f"could not get the pretrained weights {weights} ({type(exc).__name__}: {exc}).\n"
+            f"How to fix it:\n"
+            f"  * on a machine with internet, download {weights.url}\n"
+            f"    and put it at exactly {cached} (torch hub's cache; $TORCH_HOME moves it), then run this again;\n"
+            f"  * a damaged file there is refused (hash check): delete it and download it again;\n"
+            f"  * or build the model from random weights with weights=None (expect far lower accuracy on small\n"
+            f"    data sets such as CUB: fine-tuning from ImageNet is what makes them learnable)."
+        ) from exc
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def resnet50_cam(
+    num_classes: int = 200,
+    weights: Optional[str] = None,
+    last_stride: int = 2,
+    progress: bool = True,
+    timeout: float = 30,
+) -> TorchvisionCAM:
+    """torchvision's ResNet-50 with a new ``Linear(2048, num_classes)`` head, ready for CAMs and HNC.
+
+    Args:
+        num_classes: outputs of the new head (200 for CUB).
+        weights: ``None`` (random), ``"DEFAULT"``, ``"IMAGENET1K_V1"`` or ``"IMAGENET1K_V2"`` (torchvision's
+            ``ResNet50_Weights``); the backbone gets them, the head is new.
+        last_stride: 2 (torchvision's, 7x7 CAMs at 224 px) or 1 (Choe et al.'s CAM ResNet-50: the last stage
+            keeps the resolution, 14x14 CAMs at 224 px; the weights fit unchanged, the cost of the last stage is 4x).
+        progress: show the download's progress bar.
+        timeout: seconds allowed to connect and for each read when downloading the weights.
+
+    Raises:
+        WeightsUnavailableError: the weights could not be downloaded or read; the message says where to
+            put the file by hand, or to use ``weights=None``.
+        ValueError: ``last_stride`` not 1 or 2, an unknown weights name, ``num_classes < 1``.
+    """
+    from torchvision.models import ResNet50_Weights, resnet50
+
+    if last_stride not in (1, 2):
+        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    enum = None
+    if weights is not None:
+        try:
+            enum = ResNet50_Weights.verify(weights)
+        except (ValueError, KeyError) as exc:
+            raise ValueError(f"unknown ResNet-50 weights {weights!r}; use None, 'DEFAULT', 'IMAGENET1K_V1' or 'IMAGENET1K_V2'") from exc
+    model = resnet50(weights=None)
+    if enum is not None:
+        model.load_state_dict(_load_weights(enum, progress, timeout))
+    if last_stride == 1:
+        block = model.layer4[0]
+        block.conv2.stride = (1, 1)
+        block.downsample[0].stride = (1, 1)
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    return TorchvisionCAM(model)
+
+
+def check_num_classes(model: nn.Module, num_classes: int, dataset: str = "the data set", k: Optional[int] = None) -> None:
+    """Check, before training, that a CAM model has one output per class of the data set and that HNC's ``k``
+    (negatives per image) fits it: ``k <= num_classes - 1``.
+
+    Raises:
+        ValueError: the model's outputs differ from ``num_classes``, or ``k`` is too large; the message says
+            what to use instead.
+    """
+    net = unwrap(model)
+    head = getattr(net, "classifier", None)
+    outputs = getattr(head, "out_features", None)
+    if outputs is None:
+        raise TypeError(f"{type(net).__name__} has no nn.Linear 'classifier'; use a model from hncam_utils.models")
+    if outputs != num_classes:
+        raise ValueError(
+            f"the model has {outputs} outputs but {dataset} has {num_classes} classes: build it with "
+            f"num_classes={num_classes} (e.g. build_model(name, num_classes={num_classes})), or, to fine-tune a "
+            f"trained model, replace its head with nn.Linear(in_features, {num_classes})"
+        )
+    check_k(k, num_classes, dataset)
+
+
+def check_k(k: Optional[int], num_classes: int, dataset: str = "the data set") -> None:
+    """Check that HNC's ``k`` (negatives per image) fits a data set of ``num_classes`` classes.
+
+    Raises:
+        ValueError: ``k > num_classes - 1``; the message gives the largest usable ``k``.
+    """
+    if k is not None and k > num_classes - 1:
+        raise ValueError(
+            f"k = {k} negatives per image is too large for {dataset}: with {num_classes} classes each image has "
+            f"{num_classes - 1} negative classes, so use k <= {num_classes - 1} (or k=None for all of them). "
+            "k = 100 is the official value for ImageNet's 1,000 classes; a smaller k focuses on the most "
+            "confusable classes"
+        )
+
+
 def _conv_bn_relu(cin: int, cout: int) -> List[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
@@ -183,6 +302,7 @@ def digits_cnn(num_classes: int = 10, in_channels: int = 1, width: int = 16) -> 
 MODELS: Dict[str, Callable[..., GAPClassifier]] = {
     "digits_cnn": digits_cnn,
     "cifar_resnet18": cifar_resnet18,
+    "resnet50_cam": resnet50_cam,
 }
 
 

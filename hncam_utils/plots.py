@@ -18,8 +18,8 @@ from torch import Tensor
 from .cam import shared_scale, upsample_cams
 from .train import History
 
-__all__ = ["plot_history", "plot_cam_grid", "plot_canvases", "to_display_image", "CAM_CMAP", "LOSS_COLORS",
-           "HISTORY_LABELS"]
+__all__ = ["plot_history", "plot_cam_grid", "plot_canvases", "to_display_image", "visualize_attr", "CAM_CMAP",
+           "LOSS_COLORS", "HISTORY_LABELS"]
 
 CAM_CMAP = "RdBu_r"
 LOSS_COLORS: Dict[str, str] = {"ce": "tab:gray", "hnc_mse": "tab:blue", "hnc_kd": "tab:orange"}
@@ -232,3 +232,84 @@ def plot_canvases(
                 ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="tab:red", lw=1.2))
     fig.tight_layout()
     return fig
+
+
+def visualize_attr(
+    attr,
+    image: Optional[Tensor] = None,
+    ax=None,
+    scale: Optional[Tuple[float, float]] = None,
+    sign: str = "all",
+    alpha: float = 0.6,
+    outlier_perc: float = 2,
+    cmap: Optional[str] = None,
+    title: Optional[str] = None,
+):
+    """Draw one attribution map: Captum's ``visualize_image_attr`` without its two traps.
+
+    * ``scale=None``: Captum's own view. ``captum.attr.visualization.visualize_image_attr`` stretches the
+      map by its own scale (the ``100 - outlier_perc`` percentile of the chosen ``sign``), so every map looks
+      equally strong. It raises ``AssertionError`` ("Cannot normalize by scale factor = 0") on an all-zero map,
+      or when nothing of the chosen sign is left (``sign="positive"`` on an all-negative map): exactly the flat
+      negative CAMs that HNC aims for. Here such a map is drawn flat (the colour of 0) with the note
+      "all zero", instead of raising.
+    * ``scale=(vmin, vmax)``: one colour scale shared with other maps (e.g. from
+      :func:`hncam_utils.cam.shared_scale`), drawn with ``imshow``; this is what comparisons between models use.
+
+    Args:
+        attr: ``(H, W)`` or ``(C, H, W)`` map (tensor or array; channels are summed), at the image's size.
+        image: ``(C, H, W)`` or ``(H, W)`` image to blend under the map (stretched to ``[0, 1]``).
+        ax: the axes to draw into (default: a new figure).
+        scale: ``None`` (per-map, Captum) or ``(vmin, vmax)`` (shared).
+        sign: Captum's ``"all"``, ``"positive"``, ``"negative"`` or ``"absolute_value"`` (per-map view only).
+        alpha: opacity of the map over the image.
+        outlier_perc: Captum's outlier clipping (per-map view only).
+        cmap: colour map (default :data:`CAM_CMAP` for signed maps, Captum's default otherwise).
+        title: the panel's title.
+
+    Returns:
+        the matplotlib ``Axes``.
+
+    Raises:
+        ValueError: an unknown ``sign``, or a map whose size differs from the image's.
+    """
+    if sign not in ("all", "positive", "negative", "absolute_value"):
+        raise ValueError(f"sign must be 'all', 'positive', 'negative' or 'absolute_value', got {sign!r}")
+    a = attr.detach().float().cpu().numpy() if isinstance(attr, Tensor) else np.asarray(attr, dtype=np.float32)
+    if a.ndim == 3:
+        a = a.sum(axis=0)
+    if a.ndim != 2:
+        raise ValueError(f"attr must be (H, W) or (C, H, W), got shape {a.shape}")
+    img = to_display_image(image) if image is not None else None
+    if img is not None and img.shape[:2] != a.shape:
+        raise ValueError(f"map {a.shape} and image {img.shape[:2]} differ in size; upsample the map first "
+                         "(e.g. LayerAttribution.interpolate(attr, size, 'bilinear'))")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3, 3))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title, fontsize=8)
+    signed_cmap = cmap or CAM_CMAP
+    if scale is not None:
+        if img is not None:
+            ax.imshow(img, cmap="gray")
+        ax.imshow(a, cmap=signed_cmap, vmin=scale[0], vmax=scale[1], alpha=alpha if img is not None else 1.0)
+        return ax
+    kept = {"all": a, "positive": np.maximum(a, 0), "negative": np.minimum(a, 0), "absolute_value": np.abs(a)}[sign]
+    if not np.any(kept):  # Captum would divide by a zero scale and raise
+        if img is not None:
+            ax.imshow(img, cmap="gray")
+        ax.imshow(np.zeros_like(a), cmap=signed_cmap, vmin=-1, vmax=1, alpha=alpha if img is not None else 1.0)
+        ax.text(0.03, 0.97, "all zero" if not np.any(a) else f"no {sign} values", transform=ax.transAxes,
+                va="top", fontsize=7, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
+        return ax
+    from captum.attr import visualization as viz
+
+    viz.visualize_image_attr(
+        a[:, :, None], img[:, :, None] if img is not None and img.ndim == 2 else img,
+        method="blended_heat_map" if img is not None else "heat_map", sign=sign,
+        plt_fig_axis=(ax.figure, ax), outlier_perc=outlier_perc, alpha_overlay=alpha,
+        cmap=signed_cmap if sign == "all" else cmap, use_pyplot=False,
+    )
+    return ax

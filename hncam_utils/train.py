@@ -76,6 +76,8 @@ class TrainConfig:
         amp: mixed precision on CUDA (ignored elsewhere).
         num_workers: DataLoader workers.
         eval_batch_size: batch size for the per-epoch evaluation.
+        head_lr_mult: learning-rate multiplier of the classifier head (its own parameter group), e.g. 10 when
+            fine-tuning a pretrained backbone with a new head.
     """
 
     epochs: int = 4
@@ -98,6 +100,7 @@ class TrainConfig:
     amp: bool = True
     num_workers: int = 0
     eval_batch_size: int = 256
+    head_lr_mult: float = 1.0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -191,18 +194,31 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
         raise RuntimeError(f"could not read checkpoint {path} ({exc}); delete it to train again") from exc
 
 
+def _param_groups(model: nn.Module, cfg: TrainConfig):
+    """All parameters in one group, or, with ``head_lr_mult != 1``, the backbone at ``lr`` and the classifier
+    head at ``lr * head_lr_mult``."""
+    if cfg.head_lr_mult == 1.0:
+        return model.parameters()
+    head = list(unwrap(model).classifier.parameters())
+    head_ids = {id(p) for p in head}
+    body = [p for p in model.parameters() if id(p) not in head_ids]
+    return [{"params": body, "lr": cfg.lr}, {"params": head, "lr": cfg.lr * cfg.head_lr_mult}]
+
+
 def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = _param_groups(model, cfg)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
+        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
     )
 
 
 def _make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
     total = cfg.epochs * steps_per_epoch
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=cfg.pct_start)
+        max_lr = [g["lr"] for g in opt.param_groups] if len(opt.param_groups) > 1 else cfg.lr
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total, pct_start=cfg.pct_start)
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     if cfg.schedule == "step":

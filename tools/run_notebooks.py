@@ -20,7 +20,12 @@ Examples::
     python tools/run_notebooks.py --profile smoke --only 00,01
     HNCAM_PROFILE=cpu python tools/run_notebooks.py --inplace
 
-Exit status: 0 when every notebook ran without error, 1 otherwise.
+Data that cannot be had is not an error: a notebook that stops with ``DatasetNotFoundError``,
+``DownloadError`` or ``WeightsUnavailableError`` is reported as *skipped* with the error's message (what is
+missing and how to get it), and lines a notebook prints starting with ``[skipped]`` (a section that needed such
+data, see ``hncam_utils.skips``) are collected; the closing summary lists what ran, what was skipped and why.
+
+Exit status: 0 when every notebook ran or was skipped for want of data, 1 when one failed.
 """
 
 from __future__ import annotations
@@ -51,6 +56,31 @@ def find_notebooks(folder: Path, only: Optional[Sequence[str]] = None) -> List[P
         if missing:
             raise SystemExit(f"no notebook with prefix {', '.join(sorted(missing))} in {folder}")
     return paths
+
+
+SKIP_MARKER = "[skipped]"  # = hncam_utils.skips.SKIP_MARKER (tests/test_course_skips.py checks they agree)
+SKIP_ERRORS = ("DatasetNotFoundError", "DownloadError", "WeightsUnavailableError")  # = hncam_utils.skips.SKIP_ERRORS
+
+
+def skip_reason(error: Optional[BaseException]) -> Optional[str]:
+    """The message of a notebook that stopped because its data or weights cannot be had, else ``None``."""
+    if getattr(error, "ename", None) in SKIP_ERRORS:  # nbclient's CellExecutionError names the exception
+        return re.sub(r"\x1b\[[0-9;]*m", "", str(getattr(error, "evalue", "") or "")).strip() or str(error.ename)
+    return None
+
+
+def skipped_parts(path: Path) -> List[str]:
+    """The ``[skipped] ...`` lines an executed notebook printed (sections that lacked their data)."""
+    import nbformat
+
+    if not path.exists():
+        return []
+    found = []
+    for cell in nbformat.read(path, as_version=4).cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                found += [line.strip() for line in out.get("text", "").splitlines() if line.startswith(SKIP_MARKER)]
+    return found
 
 
 def strip_widgets(nb: Any) -> int:
@@ -187,6 +217,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     out_dir = args.out if args.out.is_absolute() else Path.cwd() / args.out
     failed = []
+    skipped = []  # (notebook, reason): stopped for want of data or weights
+    parts = []  # (notebook, line): sections a notebook skipped for want of data
     total = 0.0
     scratch = Path(tempfile.mkdtemp(prefix="hncam-course-"))
     try:
@@ -196,14 +228,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"{path.name:<40}", end="", flush=True)  # the line is finished when the notebook is
             ok, seconds, error = run_one(path, out_dir, args.timeout, args.inplace, args.kernel, env=env)
             total += seconds
-            print(f" {format_seconds(seconds):>12}  {'ok' if ok else 'FAILED'}", flush=True)
-            if not ok:
+            reason = None if ok else skip_reason(error)
+            parts += [(path.name, line) for line in skipped_parts(out_dir / path.name)]
+            print(f" {format_seconds(seconds):>12}  {'ok' if ok else 'skipped' if reason else 'FAILED'}", flush=True)
+            if reason:
+                skipped.append((path.name, reason))
+                print(f"    {reason.splitlines()[0]}", flush=True)
+            elif not ok:
                 failed.append(path.name)
                 message = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
                 print(f"    {type(error).__name__}: {message.splitlines()[-1] if message else ''}", flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print(summary_line([p.name for p in paths], failed, total, out_dir, profile))
+    print(summary_line([p.name for p in paths], failed + [n for n, _ in skipped], total, out_dir, profile))
+    if failed or skipped or parts:  # what ran, what was skipped and why
+        print(skip_summary([p.name for p in paths], failed, skipped, parts))
     if args.inplace:
         print(f"executed notebooks written back to {args.notebooks}" + (" (failed ones left unchanged)" if failed else ""))
     if failed:
@@ -224,6 +263,22 @@ def summary_line(names: Sequence[str], failed: Sequence[str], seconds: float, ou
     first = Path(names[0]).with_suffix(".html").name if names else ""
     return (f"{status} (profile {profile}) in {format_seconds(seconds)} in total; HTML in {shown}/"
             + (f" (start with {first})" if first else ""))
+
+
+def skip_summary(names: Sequence[str], failed: Sequence[str], skipped: Sequence[tuple], parts: Sequence[tuple]) -> str:
+    """The closing summary: what ran, what was skipped (whole notebooks and sections) and why."""
+    gone = set(failed) | {name for name, _ in skipped}
+    ran = [n for n in names if n not in gone]
+    lines = [f"ran: {', '.join(ran) if ran else 'none'}"]
+    for name, reason in skipped:
+        lines.append(f"skipped: {name} -- " + reason.replace("\n", "\n    "))
+    for name, line in parts:
+        lines.append(f"skipped part of {name}: {line[len(SKIP_MARKER):].strip()}")
+    if not skipped and not parts:
+        lines.append("skipped: nothing")
+    if failed:
+        lines.append(f"failed: {', '.join(failed)}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
