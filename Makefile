@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 course: $(STAMP)
-	HNCAM_PROFILE=$(PROFILE) MPLBACKEND=Agg $(PY) tools/run_notebooks.py --profile $(PROFILE) --out build/course
+	@HNCAM_PROFILE=$(PROFILE) MPLBACKEND=Agg $(PY) tools/run_notebooks.py --profile $(PROFILE) --out build/course
 
 compare: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m hncam_utils compare $(ARGS)

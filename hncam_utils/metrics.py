@@ -39,6 +39,8 @@ __all__ = [
     "mean_average_precision",
     "negative_cam_stats",
     "pointing_game",
+    "PEAK_REGIONS",
+    "peak_regions",
     "energy_in_box",
     "cam_to_box",
     "box_iou",
@@ -185,6 +187,38 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+#: The regions :func:`peak_regions` sorts a map's maximum into, by code 0, 1, 2.
+PEAK_REGIONS = ("target", "other ink", "background")
+
+
+def peak_regions(cams: Tensor, boxes: Tensor, ink: Tensor, margin: int = 2) -> Tensor:
+    """Where the maximum of each map lies: 0 inside the target box, 1 on other ink (outside the box, within
+    ``margin`` pixels of an ink pixel, e.g. a distractor fragment), 2 on background.
+
+    Args:
+        cams: ``(B, h, w)`` maps, upsampled (bilinear) to the image size of ``ink`` for the test.
+        boxes: ``(B, 4)`` target boxes ``(x0, y0, x1, y1)``, ``x1``/``y1`` exclusive, in image pixels.
+        ink: ``(B, H, W)`` boolean ink masks of the images (e.g. clean canvases ``> 0.1``).
+        margin: a maximum this close (Chebyshev distance, pixels) to ink outside the box counts as on it;
+            maps are coarser than images (12x12 for 48x48 in the course), so an exact pixel hit is too strict.
+
+    Returns:
+        ``(B,)`` int64 codes indexing :data:`PEAK_REGIONS`.
+    """
+    if ink.dim() != 3 or cams.dim() != 3 or boxes.shape != (cams.shape[0], 4) or ink.shape[0] != cams.shape[0]:
+        raise ValueError(f"expected cams (B, h, w), boxes (B, 4) and ink (B, H, W); got {tuple(cams.shape)}, "
+                         f"{tuple(boxes.shape)}, {tuple(ink.shape)}")
+    b, hh, ww = ink.shape
+    up = upsample_cams(cams[:, None].float(), (hh, ww))[:, 0].cpu()
+    flat = up.flatten(1).argmax(dim=1)
+    ys, xs = flat // ww, flat % ww
+    bx = boxes.cpu().long()
+    in_box = (bx[:, 0] <= xs) & (xs < bx[:, 2]) & (bx[:, 1] <= ys) & (ys < bx[:, 3])
+    near = F.max_pool2d(ink.cpu().float()[:, None], 2 * margin + 1, stride=1, padding=margin)[:, 0] > 0
+    on_ink = near[torch.arange(b), ys, xs]
+    return torch.where(in_box, 0, torch.where(on_ink, 1, 2)).long()
 
 
 def localization_stats(gt_cams: Tensor, boxes: Tensor, image_size: Tuple[int, int], threshold: float = 0.5) -> Dict[str, Tensor]:

@@ -19,7 +19,7 @@ from .cam import shared_scale, upsample_cams
 from .train import History
 
 __all__ = ["plot_history", "plot_cam_grid", "plot_canvases", "to_display_image", "visualize_attr", "CAM_CMAP",
-           "LOSS_COLORS"]
+           "LOSS_COLORS", "HISTORY_LABELS"]
 
 CAM_CMAP = "RdBu_r"
 LOSS_COLORS: Dict[str, str] = {"ce": "tab:gray", "hnc_mse": "tab:blue", "hnc_kd": "tab:orange"}
@@ -36,6 +36,17 @@ def to_display_image(image: Tensor) -> np.ndarray:
     return ((x - lo) / (hi - lo if hi > lo else 1.0)).numpy()
 
 
+#: Panel titles and y-axis labels for the entries of a training history.
+HISTORY_LABELS: Dict[str, Tuple[str, str]] = {
+    "train_loss": ("training loss (CE + lambda x HNC)", "loss per image"),
+    "train_ce": ("training loss, CE part", "cross-entropy per image"),
+    "train_hnc": ("training loss, HNC part", "HNC term per image"),
+    "train_acc": ("training accuracy (during the epoch)", "accuracy %"),
+    "test_acc": ("test accuracy", "accuracy %"),
+    "test_loss": ("test loss (cross-entropy)", "cross-entropy per image"),
+}
+
+
 def plot_history(
     histories: Mapping[str, Sequence[History]],
     keys: Sequence[str] = ("train_loss", "test_acc"),
@@ -46,7 +57,8 @@ def plot_history(
 
     Args:
         histories: ``{label: [history of seed 0, history of seed 1, ...]}`` from :func:`hncam_utils.train.fit`.
-        keys: history entries to draw, one panel each (missing ones are skipped).
+        keys: history entries to draw, one panel each (missing ones are skipped); titles and axis labels
+            from :data:`HISTORY_LABELS`.
         colors: ``{label: colour}``; defaults to :data:`LOSS_COLORS`, then matplotlib's cycle.
     """
     if not isinstance(histories, Mapping) or not all(isinstance(r, (list, tuple)) for r in histories.values()):
@@ -74,12 +86,22 @@ def plot_history(
             ax.plot(epochs, mean, color=color, label=f"{label} (n={len(runs)})", marker="o", ms=3)
             if len(runs) > 1:
                 ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2)
+        title, ylabel = HISTORY_LABELS.get(key, (key, key))
         ax.set_xlabel("epoch")
-        ax.set_title(key)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _draw_box(ax, box, color: str = "lime", lw: float = 1.0) -> None:
+    from matplotlib.patches import Rectangle
+
+    x0, y0, x1, y1 = [float(v) for v in box]
+    if x0 >= 0:
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color=color, lw=lw))
 
 
 def plot_cam_grid(
@@ -90,17 +112,32 @@ def plot_cam_grid(
     scale: Optional[Tuple[float, float]] = None,
     overlay: bool = True,
     cell: float = 1.35,
+    boxes: Optional[Tensor] = None,
+    predictions: Optional[Mapping[str, Tensor]] = None,
+    targets: Optional[Tensor] = None,
+    first_is_gt: bool = True,
+    show_peak: bool = False,
 ) -> Figure:
     """Image, ground-truth CAM and top negative CAMs, for each model, on one shared colour scale.
 
     Args:
         images: ``(N, C, H, W)`` images (one row each).
-        cams: ``{model label: (N, 1 + n, h, w)}``: column 0 the ground-truth CAM, then the top-n negatives
-            (e.g. from :func:`hncam_utils.metrics.gt_and_top_negative_cams`).
-        classes: ``{model label: (N, 1 + n)}`` the class of each map, for the titles.
+        cams: ``{model label: (N, m, h, w)}``: with ``first_is_gt`` column 0 is the ground-truth CAM, then the
+            top negatives (e.g. from :func:`hncam_utils.metrics.gt_and_top_negative_cams`); without it, every
+            column is a negative CAM (``neg 1`` ... ``neg m``).
+        classes: ``{model label: (N, m)}`` the class of each map, for the titles.
         class_names: names for class ids (default: the ids).
-        scale: ``(vmin, vmax)``; default: symmetric, from every map of every model.
+        scale: ``(vmin, vmax)``; default: symmetric, from every map of every model. Pass the same scale to
+            figures that are compared with each other.
         overlay: draw maps over a faint copy of the image.
+        boxes: ``(N, 4)`` target boxes ``(x0, y0, x1, y1)`` (exclusive ``x1``/``y1``), drawn on the image and
+            on every map.
+        predictions: ``{model label: (N,)}`` predicted classes: shown in the titles (under the image for one
+            model, above each model's first map for several); a misclassified row is marked "wrong" in red.
+        targets: ``(N,)`` true classes (default: column 0 of ``classes`` when ``first_is_gt``).
+        first_is_gt: whether column 0 of every ``cams`` entry is the ground-truth CAM.
+        show_peak: add each map's maximum to its title (at CAM resolution, as in
+            :func:`hncam_utils.metrics.evaluate`).
     """
     labels = list(cams)
     if not labels:
@@ -115,16 +152,32 @@ def plot_cam_grid(
     for lab in labels:
         if cams[lab].shape[:2] != (n_img, per_model) or classes[lab].shape != (n_img, per_model):
             raise ValueError(f"cams[{lab!r}] and classes[{lab!r}] must be ({n_img}, {per_model}, ...) like the others")
+    if targets is None:
+        if not first_is_gt:
+            raise ValueError("pass targets= (the true classes) when the first column is not the ground-truth CAM")
+        targets = classes[labels[0]][:, 0]
+    if predictions is not None:
+        missing = [lab for lab in labels if lab not in predictions]
+        if missing:
+            raise ValueError(f"predictions lacks model(s) {missing}; give one (N,) tensor per entry of cams")
     vmin, vmax = scale if scale is not None else shared_scale(cams.values())
     size = tuple(images.shape[-2:])
     ncols = 1 + per_model * len(labels)
-    fig, axes = plt.subplots(n_img, ncols, figsize=(cell * ncols + 0.8, cell * n_img + 0.5), squeeze=False)
+    fig, axes = plt.subplots(n_img, ncols, figsize=(cell * ncols + 0.8, cell * n_img + 0.6), squeeze=False)
     name = (lambda c: class_names[c]) if class_names is not None else str
     im = None
     for r in range(n_img):
         img = to_display_image(images[r])
+        y = int(targets[r])
+        title, color = f"y = {name(y)}", "black"
+        if predictions is not None and len(labels) == 1:
+            pred = int(predictions[labels[0]][r])
+            title += f", pred {name(pred)}" + (" (wrong)" if pred != y else "")
+            color = "tab:red" if pred != y else "black"
         axes[r][0].imshow(img, cmap="gray")
-        axes[r][0].set_title(f"y = {name(int(classes[labels[0]][r, 0]))}", fontsize=8)
+        axes[r][0].set_title(title, fontsize=8, color=color)
+        if boxes is not None:
+            _draw_box(axes[r][0], boxes[r])
         for m, lab in enumerate(labels):
             up = upsample_cams(cams[lab][r].float().cpu(), size)
             for j in range(per_model):
@@ -132,9 +185,20 @@ def plot_cam_grid(
                 if overlay:
                     ax.imshow(img, cmap="gray", alpha=0.35)
                 im = ax.imshow(up[j].numpy(), cmap=CAM_CMAP, vmin=vmin, vmax=vmax, alpha=0.75 if overlay else 1.0)
-                kind = "GT" if j == 0 else f"neg {j}"
-                ax.set_title(f"{lab}\n{kind}: {name(int(classes[lab][r, j]))}" if r == 0 else f"{kind}: {name(int(classes[lab][r, j]))}",
-                             fontsize=7)
+                if boxes is not None:
+                    _draw_box(ax, boxes[r], color="black", lw=0.8)
+                kind = "GT" if (j == 0 and first_is_gt) else f"neg {j + (0 if first_is_gt else 1)}"
+                text = f"{kind}: {name(int(classes[lab][r, j]))}"
+                if show_peak:
+                    text += f", peak {float(cams[lab][r, j].max()):.1f}"
+                head, tcolor = "", "black"
+                if j == 0 and len(labels) > 1 and predictions is not None:
+                    pred = int(predictions[lab][r])
+                    head = f"{lab}, pred {name(pred)}" + (" (wrong)" if pred != y else "") + "\n"
+                    tcolor = "tab:red" if pred != y else "black"
+                elif r == 0 and len(labels) > 1 and j == 0:
+                    head = f"{lab}\n"
+                ax.set_title(head + text, fontsize=7, color=tcolor)
     for ax in np.ravel(axes):
         ax.set_xticks([])
         ax.set_yticks([])

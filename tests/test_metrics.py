@@ -142,3 +142,41 @@ def test_plots_draw_without_error():
     images = [a for a in fig.axes if a.images][1:7]
     scales = {im.get_clim() for a in images for im in a.images if im.get_cmap().name == "RdBu_r"}
     assert len(scales) == 1  # one shared colour scale for every CAM panel
+
+
+def test_cam_grid_marks_predictions_draws_boxes_and_shows_peaks():
+    from hncam_utils.plots import plot_cam_grid
+
+    images = torch.rand(2, 1, 8, 8)
+    cams = {"ce": torch.zeros(2, 2, 4, 4), "kd": torch.zeros(2, 2, 4, 4)}
+    cams["ce"][0, 1, 1, 1] = 3.0
+    classes = {"ce": torch.tensor([[4, 5], [6, 7]]), "kd": torch.tensor([[4, 8], [6, 5]])}
+    boxes = torch.tensor([[1, 1, 5, 6], [2, 2, 7, 7]])
+    fig = plot_cam_grid(images, cams, classes, boxes=boxes, targets=torch.tensor([1, 2]), first_is_gt=False,
+                        show_peak=True, predictions={"ce": torch.tensor([1, 3]), "kd": torch.tensor([1, 2])})
+    titles = [a.get_title() for a in fig.axes if a.get_title()]
+    assert titles[0] == "y = 1" and "neg 1: 4" in titles[1] and "GT" not in " ".join(titles)
+    assert "ce, pred 3 (wrong)" in " ".join(titles) and "kd, pred 2\n" in " ".join(titles)
+    assert any("neg 2: 5, peak 3.0" in t for t in titles)
+    assert all(len(a.patches) == 1 for a in fig.axes[:-1])  # the box on the image and on every map
+    with pytest.raises(ValueError, match="targets"):
+        plot_cam_grid(images, cams, classes, first_is_gt=False)
+    with pytest.raises(ValueError, match="predictions lacks"):
+        plot_cam_grid(images, cams, classes, predictions={"ce": torch.tensor([1, 3])})
+
+
+def test_peak_regions_sorts_maxima_into_target_other_ink_and_background():
+    from hncam_utils.metrics import PEAK_REGIONS, peak_regions
+
+    ink = torch.zeros(3, 8, 8, dtype=torch.bool)
+    ink[:, 0:2, 6:8] = True                      # a fragment in the top-right corner
+    boxes = torch.tensor([[0, 4, 4, 8]] * 3)     # the target: bottom-left quarter
+    cams = torch.zeros(3, 8, 8)
+    cams[0, 6, 1] = 5.0                          # inside the box
+    cams[1, 2, 5] = 5.0                          # one pixel off the fragment: within the margin
+    cams[2, 5, 6] = 5.0                          # far from any ink
+    codes = peak_regions(cams, boxes, ink, margin=1)
+    assert [PEAK_REGIONS[c] for c in codes] == ["target", "other ink", "background"]
+    assert peak_regions(cams, boxes, ink, margin=0)[1] == 2
+    with pytest.raises(ValueError, match="expected cams"):
+        peak_regions(cams[0], boxes, ink)

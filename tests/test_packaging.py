@@ -91,6 +91,7 @@ LAYERS = {
     "cam": set(),
     "losses": {"cam"},
     "base_losses": set(),
+    "exercises": {"losses"},
     "models": {"cam"},
     "runtime": set(),
     "paths": set(),

@@ -6,6 +6,14 @@ directory and ``HNCAM_PROFILE`` set to the chosen profile. The executed copy and
 build folder; ``--inplace`` also writes the executed notebook back into ``notebooks/`` (that is how the
 committed outputs are produced).
 
+What is written is meant to be read on GitHub and committed: widget state is not stored, and the outputs of
+progress-bar widgets (live only in a running kernel; a stored copy shows a frozen "0%") are removed, see
+:func:`strip_widgets`. The terminal shows one line per notebook and a closing summary; what the kernel process
+itself prints on its stderr (start-up warnings and the like) goes to ``<out>/logs/NN_name.kernel.log``.
+Kernels get a private, writable ``IPYTHONDIR`` (so IPython never falls back with a "not a writable location"
+warning) and, where the kernel supports it, encrypted transport (so ipykernel does not warn that it runs
+over TCP without encryption).
+
 Examples::
 
     python tools/run_notebooks.py                      # cpu profile, build/course/
@@ -25,14 +33,17 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 PROFILES = ("smoke", "cpu", "gpu")
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def find_notebooks(folder: Path, only: Optional[Sequence[str]] = None) -> List[Path]:
@@ -72,8 +83,64 @@ def skipped_parts(path: Path) -> List[str]:
     return found
 
 
-def run_one(path: Path, out_dir: Path, timeout: int, inplace: bool, kernel: str) -> tuple:
-    """Execute one notebook; write the executed copy and its HTML. Returns ``(ok, seconds, error)``."""
+def strip_widgets(nb: Any) -> int:
+    """Remove widget state and widget outputs from an executed notebook, in place.
+
+    Drops ``metadata.widgets`` (the saved state of every widget model) and every output that displays a
+    widget (mime type ``application/vnd.jupyter.widget-view+json``: in this course, ``tqdm.auto`` progress
+    bars). Without a kernel those outputs cannot render: GitHub and nbconvert show them as a frozen bar or as a
+    ``HBox(children=...)`` text. Text, figures and tables are kept. Returns the number of outputs removed.
+    """
+    nb.get("metadata", {}).pop("widgets", None)
+    removed = 0
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        kept = []
+        for out in cell.get("outputs", []):
+            if WIDGET_VIEW in out.get("data", {}):
+                removed += 1
+            else:
+                kept.append(out)
+        cell["outputs"] = kept
+    return removed
+
+
+def kernel_environment(ipython_dir: Path) -> dict:
+    """The environment for a notebook kernel: this process's, with a private writable ``IPYTHONDIR`` (unless
+    the user set a writable one) and the inline matplotlib backend."""
+    env = dict(os.environ)
+    current = env.get("IPYTHONDIR")
+    if not (current and os.path.isdir(current) and os.access(current, os.W_OK)):
+        ipython_dir.mkdir(parents=True, exist_ok=True)
+        env["IPYTHONDIR"] = str(ipython_dir)
+    env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    return env
+
+
+def _client_config() -> Any:
+    """Kernel manager settings: CurveZMQ transport encryption where jupyter_client and the kernel support it
+    (jupyter_client >= 8.10 has ``transport_encryption``; older versions ignore the setting)."""
+    from traitlets.config import Config
+
+    config = Config()
+    try:
+        import zmq
+        from jupyter_client.manager import KernelManager
+
+        if "transport_encryption" in KernelManager.class_trait_names() and zmq.has("curve"):
+            config.KernelManager.transport_encryption = "auto"
+    except Exception:  # pragma: no cover - very old jupyter_client / pyzmq: plain TCP, as before
+        pass
+    return config
+
+
+def run_one(path: Path, out_dir: Path, timeout: int, inplace: bool, kernel: str,
+            env: Optional[dict] = None) -> Tuple[bool, float, Optional[BaseException]]:
+    """Execute one notebook; write the executed copy (widgets stripped) and its HTML.
+
+    The kernel's own stderr goes to ``out_dir/logs/<name>.kernel.log``. Returns ``(ok, seconds, error)``.
+    """
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
@@ -86,24 +153,41 @@ def run_one(path: Path, out_dir: Path, timeout: int, inplace: bool, kernel: str)
         kernel_name=kernel,
         resources={"metadata": {"path": str(path.parent)}},
         record_timing=False,
-        store_widget_state=True,
+        store_widget_state=False,
+        config=_client_config(),
     )
+    log_dir = out_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     error = None
-    try:
-        client.execute()
-    except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
-        error = exc
-    except Exception as exc:  # kernel start-up problems and the like
-        error = exc
+    with open(log_dir / f"{path.stem}.kernel.log", "wb") as kernel_log:
+        try:
+            kwargs = {"stderr": kernel_log}
+            if env is not None:
+                kwargs["env"] = env
+            client.execute(**kwargs)
+        except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
+            error = exc
+        except Exception as exc:  # kernel start-up problems and the like
+            error = exc
     seconds = time.perf_counter() - t0
-    out_dir.mkdir(parents=True, exist_ok=True)
+    strip_widgets(nb)
     nbformat.write(nb, out_dir / path.name)
-    body, _ = HTMLExporter().from_notebook_node(nb)
+    exporter = HTMLExporter()
+    exporter.log.setLevel("ERROR")  # e.g. "Alternative text is missing on N image(s)"
+    body, _ = exporter.from_notebook_node(nb)
     (out_dir / path.with_suffix(".html").name).write_text(body, encoding="utf-8")
     if inplace and error is None:
         nbformat.write(nb, path)
     return error is None, seconds, error
+
+
+def format_seconds(seconds: float) -> str:
+    """``42.0 s`` below a minute, else ``7 min 05 s``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest:02d} s"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -126,40 +210,59 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"unknown profile {profile!r}; choose one of {PROFILES}")
     os.environ["HNCAM_PROFILE"] = profile  # inherited by every kernel
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
     paths = find_notebooks(args.notebooks, args.only.split(",") if args.only else None)
     if not paths:
         print(f"no notebooks found in {args.notebooks}", file=sys.stderr)
         return 1
     out_dir = args.out if args.out.is_absolute() else Path.cwd() / args.out
-    print(f"running {len(paths)} notebook(s) with profile {profile!r}" + (" (writing back in place)" if args.inplace else ""),
-          flush=True)
     failed = []
     skipped = []  # (notebook, reason): stopped for want of data or weights
     parts = []  # (notebook, line): sections a notebook skipped for want of data
     total = 0.0
-    for path in paths:
-        ok, seconds, error = run_one(path, out_dir, args.timeout, args.inplace, args.kernel)
-        total += seconds
-        reason = None if ok else skip_reason(error)
-        parts += [(path.name, line) for line in skipped_parts(out_dir / path.name)]
-        print(f"  {path.name:<28} {seconds:7.1f} s  {'ok' if ok else 'skipped' if reason else 'FAILED'}", flush=True)
-        if reason:
-            skipped.append((path.name, reason))
-            print(f"    {reason.splitlines()[0]}", flush=True)
-        elif not ok:
-            failed.append(path.name)
-            message = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
-            print(f"    {type(error).__name__}: {message.splitlines()[-1] if message else ''}", flush=True)
-    print(f"total {total:.1f} s; executed notebooks and HTML in {out_dir}")
-    print(skip_summary([p.name for p in paths], failed, skipped, parts))
+    scratch = Path(tempfile.mkdtemp(prefix="hncam-course-"))
+    try:
+        env = kernel_environment(scratch / "ipython")
+        os.environ["IPYTHONDIR"] = env["IPYTHONDIR"]  # this process renders HTML with IPython's help too
+        for path in paths:
+            print(f"{path.name:<40}", end="", flush=True)  # the line is finished when the notebook is
+            ok, seconds, error = run_one(path, out_dir, args.timeout, args.inplace, args.kernel, env=env)
+            total += seconds
+            reason = None if ok else skip_reason(error)
+            parts += [(path.name, line) for line in skipped_parts(out_dir / path.name)]
+            print(f" {format_seconds(seconds):>12}  {'ok' if ok else 'skipped' if reason else 'FAILED'}", flush=True)
+            if reason:
+                skipped.append((path.name, reason))
+                print(f"    {reason.splitlines()[0]}", flush=True)
+            elif not ok:
+                failed.append(path.name)
+                message = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+                print(f"    {type(error).__name__}: {message.splitlines()[-1] if message else ''}", flush=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(summary_line([p.name for p in paths], failed + [n for n, _ in skipped], total, out_dir, profile))
+    if failed or skipped or parts:  # what ran, what was skipped and why
+        print(skip_summary([p.name for p in paths], failed, skipped, parts))
     if args.inplace:
         print(f"executed notebooks written back to {args.notebooks}" + (" (failed ones left unchanged)" if failed else ""))
     if failed:
-        print(f"failed: {', '.join(failed)} (see the executed copies in {out_dir} for the traceback)", file=sys.stderr)
+        print(f"failed: {', '.join(failed)} (tracebacks in the executed copies in {out_dir}, kernel messages in "
+              f"{out_dir / 'logs'})", file=sys.stderr)
         return 1
     return 0
+
+
+def summary_line(names: Sequence[str], failed: Sequence[str], seconds: float, out_dir: Path, profile: str = "cpu") -> str:
+    """The closing line of a course run: how many notebooks ran, the total time and where the HTML is."""
+    n = len(names)
+    status = f"{n - len(failed)} of {n} notebooks ran without error" if failed else f"{n} notebook{'s' * (n != 1)} ran without error"
+    try:
+        shown = out_dir.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        shown = out_dir
+    first = Path(names[0]).with_suffix(".html").name if names else ""
+    return (f"{status} (profile {profile}) in {format_seconds(seconds)} in total; HTML in {shown}/"
+            + (f" (start with {first})" if first else ""))
 
 
 def skip_summary(names: Sequence[str], failed: Sequence[str], skipped: Sequence[tuple], parts: Sequence[tuple]) -> str:
