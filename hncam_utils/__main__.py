@@ -1,4 +1,4 @@
-"""``python -m hncam_utils compare``: see :mod:`hncam_utils.cli`."""
+"""``python -m hncam_utils compare`` and ``python -m hncam_utils train``: see :mod:`hncam_utils.cli`."""
 
 import sys
 

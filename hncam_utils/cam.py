@@ -9,6 +9,12 @@ For a last feature map ``f`` (D x H x W) and a classifier with weights ``W`` (C 
 
 No ReLU and no normalisation: these are the raw maps the HNC loss works on. For display use
 :func:`upsample_cams` and :func:`normalize_cams` (or :func:`shared_scale` to compare models on one scale).
+
+**NaN and infinity.** :func:`compute_cams` and :func:`upsample_cams` propagate them, like any torch operation
+(a NaN feature gives NaN maps). The display helpers work on the *finite* values: :func:`shared_scale` and
+:func:`normalize_cams` compute their ranges from the finite values only and return NaN where a map is not
+finite (matplotlib draws NaN in the colour map's "bad" colour), so one bad pixel neither hides the others nor
+collapses the scale; maps with no finite value at all raise ``ValueError``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from typing import Iterable, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ._checks import check_choice, check_float, check_tensor
 
 __all__ = ["compute_cams", "check_features", "unpack_classifier", "upsample_cams", "normalize_cams", "shared_scale"]
 
@@ -35,6 +43,8 @@ def unpack_classifier(classifier: Classifier) -> Tuple[Tensor, Optional[Tensor]]
         return classifier.weight, classifier.bias
     if isinstance(classifier, (tuple, list)) and len(classifier) == 2 and isinstance(classifier[0], Tensor):
         weight, bias = classifier
+        if bias is not None and not isinstance(bias, Tensor):
+            raise TypeError(f"classifier bias must be a (C,) tensor or None, got {type(bias).__name__}")
         if weight.dim() != 2:
             raise ValueError(f"classifier weight must be (C, D), got shape {tuple(weight.shape)}")
         if bias is not None and tuple(bias.shape) != (weight.shape[0],):
@@ -49,16 +59,26 @@ def unpack_classifier(classifier: Classifier) -> Tuple[Tensor, Optional[Tensor]]
 def check_features(features: Tensor, weight: Tensor) -> None:
     """Check that ``features`` is a ``(B, D, H, W)`` map matching a ``(C, D)`` classifier weight.
 
+    Looks at shape, dtype and device only (no GPU synchronisation).
+
     Raises:
-        ValueError: not a 4-D tensor, or ``D`` differs from the classifier's input width.
+        ValueError: not a 4-D tensor, ``D`` differs from the classifier's input width, or features and
+            classifier on different devices.
+        TypeError: features that are not floating point.
     """
     if not isinstance(features, Tensor) or features.dim() != 4:
         shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
         raise ValueError(f"features must have shape (B, D, H, W) (the last feature map), got {shape}")
+    check_tensor("features", features, floating=True)
     if features.shape[1] != weight.shape[1]:
         raise ValueError(
             f"features have D = {features.shape[1]} channels but the classifier expects {weight.shape[1]} "
             "inputs; pass the feature map that feeds the global average pooling"
+        )
+    if features.device != weight.device:
+        raise ValueError(
+            f"features are on {features.device} but the classifier is on {weight.device}; "
+            "move them to one device (e.g. model.to(features.device))"
         )
 
 
@@ -127,9 +147,26 @@ def cams_for_classes(features: Tensor, weight: Tensor, bias: Optional[Tensor], i
 def upsample_cams(cams: Tensor, size: Union[int, Tuple[int, int]], mode: str = "bilinear") -> Tensor:
     """Resize ``(B, K, h, w)`` (or ``(K, h, w)`` / ``(h, w)``) maps to the image size for display or
     localization. Bilinear with ``align_corners=False`` keeps the mean of the map (up to edge effects).
+
+    Args:
+        cams: the maps (any dtype; integers and half precision are computed in float32).
+        size: the output side, or ``(height, width)``, in pixels (>= 1).
+        mode: ``"bilinear"``, ``"bicubic"``, ``"nearest"`` or ``"area"``.
+
+    Raises:
+        TypeError: ``cams`` not a tensor, ``size`` not an int or a pair of ints.
+        ValueError: ``cams`` with the wrong number of dimensions, a size < 1, an unknown ``mode``.
     """
-    if isinstance(size, int):
+    check_tensor("cams", cams)
+    check_choice("mode", mode, ("bilinear", "bicubic", "nearest", "area"))
+    if isinstance(size, int) and not isinstance(size, bool):
         size = (size, size)
+    if (not isinstance(size, (tuple, list)) or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)):
+        raise TypeError(f"size must be an int or a (height, width) pair of ints, got {size!r}; e.g. images.shape[-2:]")
+    if min(size) < 1:
+        raise ValueError(f"size must be at least 1 pixel a side, got {tuple(size)}")
+    size = (int(size[0]), int(size[1]))
     dims = cams.dim()
     if dims not in (2, 3, 4):
         raise ValueError(f"cams must be (h, w), (K, h, w) or (B, K, h, w), got shape {tuple(cams.shape)}")
@@ -153,11 +190,32 @@ def shared_scale(maps: Iterable[Tensor], symmetric: bool = True, quantile: Optio
         symmetric: centre the scale on zero (``-m, m`` with ``m`` the largest absolute value): negative
             evidence and positive evidence get the same colour depth.
         quantile: use this quantile of the absolute values (e.g. 0.99) instead of the maximum, to keep one
-            outlier from washing out the rest.
+            outlier from washing out the rest; in ``(0, 1]``.
+
+    NaN and infinite values are left out: the scale comes from the finite values (matplotlib draws the others
+    in the colour map's "bad" colour).
+
+    Raises:
+        TypeError: ``maps`` is not an iterable of tensors.
+        ValueError: no map, only empty maps, no finite value at all, or ``quantile`` outside ``(0, 1]``.
     """
+    if isinstance(maps, Tensor):
+        maps = [maps]
+    try:
+        maps = list(maps)
+    except TypeError:
+        raise TypeError(f"maps must be an iterable of tensors (e.g. [cams_ce, cams_hnc]), got {type(maps).__name__}") from None
+    for i, m in enumerate(maps):
+        check_tensor(f"maps[{i}]", m)
+    check_float("quantile", quantile, min=0, max=1, min_open=True, none_ok=True, fix="e.g. 0.99")
+    if not maps:
+        raise ValueError("shared_scale needs at least one non-empty map; maps is empty")
     flat = torch.cat([m.detach().float().flatten().cpu() for m in maps])
     if flat.numel() == 0:
         raise ValueError("shared_scale needs at least one non-empty map")
+    flat = flat[torch.isfinite(flat)]
+    if flat.numel() == 0:
+        raise ValueError("maps hold no finite value (all NaN or infinite); check the model or features that produced them")
     if symmetric:
         a = flat.abs()
         m = float(a.quantile(quantile)) if quantile is not None else float(a.max())
@@ -186,14 +244,41 @@ def normalize_cams(
             almost flat negative CAM looks as bright as a peaked one); ``"shared"`` uses one scale for
             all maps, ``scale`` if given, else the min and max over ``cams``. An all-constant map gives 0
             instead of dividing by zero.
-        scale: ``(vmin, vmax)`` for ``"shared"``, e.g. from :func:`shared_scale` over several models.
+        scale: ``(vmin, vmax)`` for ``"shared"``, e.g. from :func:`shared_scale` over several models; finite,
+            with ``vmin < vmax``.
+        eps: the smallest range divided by (> 0).
+
+    NaN and infinite pixels come out as NaN and are left out of every range, so the finite pixels are
+    normalised as if they were alone (matplotlib draws NaN in the colour map's "bad" colour).
+
+    Raises:
+        TypeError: ``cams`` not a tensor, ``scale`` not a pair of numbers.
+        ValueError: fewer than 2 dimensions, an unknown ``mode``, a reversed, empty or non-finite ``scale``,
+            ``eps <= 0``; in ``"shared"`` mode without ``scale``, maps with no finite value.
     """
+    check_tensor("cams", cams, dims=tuple(range(2, 9)), shape_hint="(..., H, W)")
+    check_choice("mode", mode, ("per_map", "shared"))
+    eps = check_float("eps", eps, min=0, min_open=True)
     x = cams.detach().float()
+    finite = torch.isfinite(x)
+    x = x.masked_fill(~finite, float("nan"))
     if mode == "per_map":
-        lo = x.amin(dim=(-2, -1), keepdim=True)
-        hi = x.amax(dim=(-2, -1), keepdim=True)
-        return (x - lo) / (hi - lo).clamp_min(eps)
-    if mode == "shared":
-        lo, hi = scale if scale is not None else (float(x.min()), float(x.max()))
-        return ((x - lo) / max(hi - lo, eps)).clamp(0.0, 1.0)
-    raise ValueError(f"mode must be 'per_map' or 'shared', got {mode!r}")
+        lo = x.masked_fill(~finite, float("inf")).amin(dim=(-2, -1), keepdim=True)
+        hi = x.masked_fill(~finite, float("-inf")).amax(dim=(-2, -1), keepdim=True)
+        out = (x - lo) / (hi - lo).clamp_min(eps)
+        return out.masked_fill(~finite, float("nan"))  # a map without finite pixels stays NaN
+    if scale is not None:
+        if isinstance(scale, (str, bytes)) or not isinstance(scale, (tuple, list)) or len(scale) != 2:
+            raise TypeError(f"scale must be a (vmin, vmax) pair, e.g. from shared_scale(...), got {scale!r}")
+        lo = check_float("scale[0] (vmin)", scale[0])
+        hi = check_float("scale[1] (vmax)", scale[1])
+        if not lo < hi:
+            raise ValueError(
+                f"scale must be (vmin, vmax) with vmin < vmax, got {tuple(scale)}; "
+                + ("swap the two values" if lo > hi else "widen the range")
+            )
+    else:
+        if not bool(finite.any()):
+            raise ValueError("cams hold no finite value (all NaN or infinite); nothing to normalise")
+        lo, hi = float(x[finite].min()), float(x[finite].max())
+    return ((x - lo) / max(hi - lo, eps)).clamp(0.0, 1.0)

@@ -1,4 +1,5 @@
-"""Command line: ``python -m hncam_utils compare`` (also installed as ``hncam compare``).
+"""Command line: ``python -m hncam_utils compare`` (also installed as ``hncam compare``), and
+``python -m hncam_utils train`` (one device or ``torchrun``; see :mod:`hncam_utils.distributed`).
 
 ``compare`` trains CE, CE+HNC_mse and CE+HNC_kd on Cluttered Digits for several seeds, prints one table
 (accuracy mean ± std, negative-CAM peak and ratio, num_posi, localization, seconds per epoch) and the paired
@@ -74,8 +75,20 @@ def _compare(args: argparse.Namespace) -> int:
     from .runtime import get_device, get_profile
     from .train import TrainConfig
 
+    from ._checks import check_folder
+    from .paths import data_home
+
     profile_name = get_profile(args.profile)
     prof = COMPARE_PROFILES[profile_name]
+    # everything a user can get wrong is checked before the first run trains (not after ten minutes)
+    check_folder("--out", args.out, writable=True, fix="choose a folder you can write to with --out")
+    if args.cache_dir is not None:
+        check_folder("--cache-dir", args.cache_dir, writable=True, fix="choose a folder you can write to")
+    else:
+        check_folder("HNCAM_HOME", data_home(), writable=True, fix="point HNCAM_HOME at a folder you can write to")
+    if args.n_train is not None and args.n_train < 1:
+        print(f"error: --n-train must be >= 1, got {args.n_train}", file=sys.stderr)
+        return 2
     setting = args.setting or prof.setting
     seeds = list(range(args.seeds if args.seeds is not None else prof.seeds))
     epochs = args.epochs if args.epochs is not None else prof.epochs
@@ -156,20 +169,48 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from .distributed import EPILOG, __doc__ as about, add_arguments
+
+    p = sub.add_parser("train", help="train on CIFAR-10/100, CUB-200 or an image folder, on one device or under "
+                                     "torchrun (DistributedDataParallel)",
+                       description=about, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``python -m hncam_utils``."""
     parser = argparse.ArgumentParser(prog="python -m hncam_utils", description="HNC-CAM course tools")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_compare(sub)
+    _add_train(sub)
     env = sub.add_parser("env", help="print versions, device and profile")
     env.set_defaults(command="env")
     args = parser.parse_args(argv)
+    # a user error (bad option, environment variable, folder) ends in one line on stderr and exit status 2,
+    # never in a traceback; anything else is a bug and keeps its traceback
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are cached; run the same command again to resume", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    return text or type(exc).__name__
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "compare":
-        try:
-            return _compare(args)
-        except (ValueError, FileNotFoundError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        return _compare(args)
+    if args.command == "train":
+        from .distributed import run
+
+        return run(args)
     if args.command == "env":
         from .runtime import describe_environment
 

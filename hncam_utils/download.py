@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import copy
 import errno
+import gzip
 import hashlib
 import os
 import posixpath
@@ -43,6 +44,7 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+from ._checks import check_bool, check_float, check_int, show
 from .paths import data_home
 
 __all__ = [
@@ -50,6 +52,8 @@ __all__ = [
     "ChecksumError",
     "DatasetSpec",
     "DownloadError",
+    "FileSetSpec",
+    "RemoteFile",
     "UnsafeArchiveError",
     "data_home",
     "default_root",
@@ -127,9 +131,12 @@ def _new_md5() -> "hashlib._Hash":
 
 
 def _check_md5_format(md5: str) -> str:
+    if not isinstance(md5, str):
+        raise TypeError(f"md5 must be the expected MD5 as a string of 32 hex digits, got {show(md5)}; to see a "
+                        "file's checksum without checking it, call md5sum(path)")
     md5 = md5.strip().lower()
     if len(md5) != 32 or any(c not in "0123456789abcdef" for c in md5):
-        raise ValueError(f"not an MD5 checksum (32 hex digits): {md5!r}")
+        raise ValueError(f"md5 must be 32 hex digits, got {md5!r}: not an MD5 checksum")
     return md5
 
 
@@ -160,10 +167,13 @@ def verify_file(path: PathLike, md5: str) -> None:
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ChecksumError: the checksums differ; the message gives both and the fix (delete, download again).
-        ValueError: ``md5`` is not 32 hex digits.
+        ValueError: ``md5`` is not 32 hex digits. TypeError: ``md5`` is not a string (e.g. ``None``).
+        IsADirectoryError: ``path`` is a folder.
     """
     path = Path(path)
     expected = _check_md5_format(md5)
+    if path.is_dir():
+        raise IsADirectoryError(f"path={str(path)!r} is a folder; verify_file checks one file")
     actual = md5sum(path)
     if actual != expected:
         raise ChecksumError(
@@ -339,10 +349,20 @@ def download_url(
         OSError: a local problem no mirror can fix (e.g. no space left on ``dest``'s disk).
         ValueError: ``md5`` is not 32 hex digits.
     """
-    dest = Path(dest).expanduser()
-    sources = [urls] if isinstance(urls, (str, os.PathLike)) else list(urls)
+    if isinstance(urls, (str, os.PathLike)):
+        sources = [urls]
+    elif isinstance(urls, Sequence) and all(isinstance(u, (str, os.PathLike)) for u in urls):
+        sources = list(urls)  # an empty list ends in a DownloadError that says how to place the file by hand
+    else:
+        raise TypeError(f"urls must be a URL / path or a list of them, got {show(urls)}")
     sources = [os.fspath(u) for u in sources]
+    dest = Path(dest).expanduser()
+    if dest.is_dir():
+        raise IsADirectoryError(f"dest={str(dest)!r} is a folder; pass the file to write, e.g. {dest / 'archive.tar.gz'}")
     md5 = _check_md5_format(md5) if md5 is not None else None
+    check_float("timeout", timeout, min=0, min_open=True, fix="seconds allowed to connect and per read, e.g. 60")
+    check_int("size", size, min=0, none_ok=True)
+    check_bool("progress", progress)
     attempts: List[Tuple[str, str]] = []
 
     if dest.is_file():
@@ -510,6 +530,8 @@ def safe_extract(archive: PathLike, dest: PathLike) -> None:
     dest = Path(dest)
     if not archive.is_file():
         raise FileNotFoundError(errno.ENOENT, "no such archive", str(archive))
+    if dest.exists() and not dest.is_dir():
+        raise NotADirectoryError(f"dest={str(dest)!r} is a file, not a folder; pass the folder to unpack into")
     if tarfile.is_tarfile(archive):
         extract = _extract_tar
     elif zipfile.is_zipfile(archive):
@@ -535,6 +557,16 @@ def safe_extract(archive: PathLike, dest: PathLike) -> None:
 
 
 # ------------------------------------------------------------------------------------------- registry
+
+
+def _sources(env_var: str, urls: Sequence[str]) -> List[str]:
+    """The override variable's value (if set), then ``urls``, without duplicates or empty entries."""
+    out: List[str] = []
+    override = os.environ.get(env_var, "").strip()
+    for u in ([override] if override else []) + list(urls):
+        if u and u not in out:
+            out.append(u)
+    return out
 
 
 @dataclass(frozen=True)
@@ -566,15 +598,146 @@ class DatasetSpec:
 
     def sources(self, urls: Optional[Sequence[str]] = None) -> List[str]:
         """Sources to try: the override variable (if set), then ``urls`` if given, else the official mirrors."""
-        out: List[str] = []
-        override = os.environ.get(self.env_var, "").strip()
-        for u in ([override] if override else []) + list(self.urls if urls is None else urls):
-            if u and u not in out:
-                out.append(u)
-        return out
+        return _sources(self.env_var, self.urls if urls is None else urls)
 
 
-DATASETS: Dict[str, DatasetSpec] = {
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a :class:`FileSetSpec`: served gzip-compressed, kept decompressed.
+
+    Attributes:
+        filename: the served file's name (``train-images-idx3-ubyte.gz``).
+        md5: the served (compressed) file's MD5.
+        raw_md5: the decompressed file's MD5: what is verified, whatever the compressed copy came from.
+        size: the served file's size in bytes, if known.
+    """
+
+    filename: str
+    md5: str
+    raw_md5: str
+    size: Optional[int] = None
+
+    @property
+    def raw_name(self) -> str:
+        """The decompressed file's name (``train-images-idx3-ubyte``)."""
+        return self.filename[:-3] if self.filename.endswith(".gz") else self.filename
+
+
+@dataclass(frozen=True)
+class FileSetSpec:
+    """A data set served as several gzip-compressed files (no archive), e.g. Fashion-MNIST.
+
+    :func:`fetch_dataset` makes ``root / folder`` hold every file decompressed and verified by its
+    decompressed MD5. Each compressed file comes from the first of: a system copy (``system_dirs``, e.g. the
+    files Debian's ``dataset-fashion-mnist`` installs), a compressed copy already in ``root``, the override
+    variable ``env_var`` (a base URL or a local folder), the mirrors ``urls`` (base URLs; the file name is
+    appended).
+
+    Attributes:
+        name, title, folder, env_var, homepage: as in :class:`DatasetSpec`.
+        urls: base URLs of the mirrors, tried in order.
+        files: the files.
+        system_dirs: folders where a system package installs the compressed files.
+        system_package: the name of that package (for messages).
+    """
+
+    name: str
+    title: str
+    urls: Tuple[str, ...]
+    files: Tuple[RemoteFile, ...]
+    folder: str
+    env_var: str
+    homepage: str = ""
+    system_dirs: Tuple[str, ...] = ()
+    system_package: str = ""
+
+    @property
+    def markers(self) -> Tuple[str, ...]:
+        return tuple(f.raw_name for f in self.files)
+
+    def missing(self, folder: Path) -> List[str]:
+        """The decompressed files absent from ``folder``."""
+        return [m for m in self.markers if not (folder / m).exists()]
+
+    def sources(self, urls: Optional[Sequence[str]] = None) -> List[str]:
+        """Base sources to try: the override variable (if set), then ``urls`` if given, else the mirrors."""
+        return _sources(self.env_var, self.urls if urls is None else urls)
+
+    def system_copy(self) -> Optional[Path]:
+        """The first of ``system_dirs`` that holds every compressed file, or ``None``."""
+        for d in self.system_dirs:
+            folder = Path(d)
+            if all((folder / f.filename).is_file() for f in self.files):
+                return folder
+        return None
+
+
+def _join(base: str, filename: str) -> str:
+    """``base`` (a URL or a local folder) + ``filename``."""
+    scheme = urllib.parse.urlsplit(base).scheme.lower()
+    if scheme in ("http", "https", "ftp", "file"):
+        return base.rstrip("/") + "/" + filename
+    return str(Path(base).expanduser() / filename)
+
+
+def _gunzip_verified(src: Path, dest: Path, raw_md5: str) -> Optional[str]:
+    """Decompress ``src`` to ``dest`` atomically if the result has MD5 ``raw_md5``; else return the MD5 found
+    (and write nothing). A file that is not gzip data counts as a mismatch."""
+    part = dest.with_name(dest.name + ".part")
+    h = _new_md5()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with gzip.open(src, "rb") as fin, open(part, "wb") as fout:
+            for block in iter(lambda: fin.read(_CHUNK), b""):
+                h.update(block)
+                fout.write(block)
+        actual = h.hexdigest()
+        if actual != raw_md5:
+            return actual
+        os.replace(part, dest)
+        return None
+    except (OSError, EOFError) as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile) and exc.errno is not None:
+            raise  # a local problem (disk full, permission): no other source fixes it
+        return f"(not readable gzip data: {exc})"
+    finally:
+        if part.exists():
+            part.unlink()
+
+
+def _fetch_file_set(spec: FileSetSpec, root: Path, urls: Optional[Sequence[str]], progress: bool,
+                    use_system: bool, timeout: float = 60) -> Path:
+    folder = root / spec.folder
+    system = spec.system_copy() if use_system else None
+    for f in spec.files:
+        raw = folder / f.raw_name
+        if raw.is_file() and md5sum(raw) == f.raw_md5:
+            continue
+        if system is not None:
+            src = system / f.filename
+            bad = _gunzip_verified(src, raw, f.raw_md5)
+            if bad is not None:
+                raise ChecksumError(
+                    f"the system copy of {spec.title} is damaged: {src} decompresses to MD5 {bad}, expected "
+                    f"{f.raw_md5} for {f.raw_name}. Reinstall the package ({spec.system_package}, e.g. "
+                    f"apt-get install --reinstall {spec.system_package}), or pass use_system=False to download "
+                    "the data set instead.",
+                    path=src, expected=f.raw_md5, actual=bad,
+                )
+            continue
+        gz = root / f.filename
+        download_url([_join(u, f.filename) for u in spec.sources(urls)], gz, f.md5, progress=progress,
+                     size=f.size, env_var=spec.env_var, timeout=timeout)
+        bad = _gunzip_verified(gz, raw, f.raw_md5)
+        if bad is not None:
+            raise ChecksumError(
+                f"{gz} has the right MD5 but decompresses to MD5 {bad}, expected {f.raw_md5}: delete {gz} and "
+                "try again.", path=gz, expected=f.raw_md5, actual=bad,
+            )
+    return folder
+
+
+DATASETS: Dict[str, Union[DatasetSpec, FileSetSpec]] = {
     "cifar10": DatasetSpec(
         name="cifar10",
         title="CIFAR-10",
@@ -622,17 +785,46 @@ DATASETS: Dict[str, DatasetSpec] = {
         env_var="HNCAM_CUB200_URL",
         homepage="https://www.vision.caltech.edu/datasets/cub_200_2011/",
     ),
+    "fashion_mnist": FileSetSpec(
+        name="fashion_mnist",
+        title="Fashion-MNIST",
+        # torchvision.datasets.FashionMNIST's compressed-file MD5s; the decompressed MD5s are the ones
+        # Debian's recompressed copy shares with them (its .gz files differ).
+        # the data set's own repository (HTTPS), then torchvision's mirror (an S3 website: plain HTTP only);
+        # every file is checked by MD5 whichever way it came
+        urls=("https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+              "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),
+        files=(
+            RemoteFile("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                       "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
+            RemoteFile("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe",
+                       "9018921c3c673c538a1fc5bad174d6f9"),
+            RemoteFile("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79",
+                       "8181f5470baa50b63fa0f6fddb340f0a"),
+            RemoteFile("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310",
+                       "15d484375f8d13e6eb1aabb0c3f46965"),
+        ),
+        folder="FashionMNIST/raw",
+        env_var="HNCAM_FASHION_MNIST_URL",
+        homepage="https://github.com/zalandoresearch/fashion-mnist",
+        system_dirs=("/usr/share/datasets/fashion-mnist",),
+        system_package="dataset-fashion-mnist",
+    ),
 }
 
-_ALIASES = {"cub": "cub200", "cub2002011": "cub200", "cub200": "cub200", "cifar10": "cifar10", "cifar100": "cifar100"}
+_ALIASES = {"cub": "cub200", "cub2002011": "cub200", "cub200": "cub200", "cifar10": "cifar10", "cifar100": "cifar100",
+            "fashionmnist": "fashion_mnist", "fmnist": "fashion_mnist"}
 
 
-def get_spec(name: str) -> DatasetSpec:
+def get_spec(name: str) -> Union[DatasetSpec, FileSetSpec]:
     """The registry entry for ``name`` (case, ``-`` and ``_`` ignored: ``"CIFAR-10"``, ``"cub_200"``...).
 
     Raises:
         ValueError: unknown name; the message lists the known ones.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a data set name such as 'cifar10', got {show(name)}; known: "
+                        f"{', '.join(sorted(DATASETS))}")
     key = _ALIASES.get(name.lower().replace("-", "").replace("_", ""), name)
     if key not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")
@@ -651,6 +843,7 @@ def fetch_dataset(
     urls: Optional[Sequence[str]] = None,
     progress: bool = True,
     keep_archive: bool = True,
+    use_system: bool = True,
     timeout: float = 60,
 ) -> Path:
     """Make a data set available under ``root``: download (or reuse an archive placed there), verify, unpack.
@@ -659,13 +852,18 @@ def fetch_dataset(
     archive already in ``root`` with the right MD5 (e.g. copied there by hand) is used without any network.
 
     Args:
-        name: ``"cifar10"``, ``"cifar100"`` or ``"cub200"`` (see :data:`DATASETS`).
+        name: ``"cifar10"``, ``"cifar100"``, ``"cub200"`` or ``"fashion_mnist"`` (see :data:`DATASETS`).
+            Fashion-MNIST (a :class:`FileSetSpec`) ends as the four decompressed idx files in
+            ``root / "FashionMNIST" / "raw"`` (``torchvision.datasets.FashionMNIST(root, download=False)``),
+            each verified by its decompressed MD5; a system copy (Debian's ``dataset-fashion-mnist``) is used
+            when present, with no network.
         root: the folder holding the archive and the unpacked data set (torchvision's ``root``);
             default :func:`default_root`.
         urls: sources to try instead of the official mirrors (URLs or local paths). The override variable
             ``HNCAM_<NAME>_URL`` is always tried first.
         progress: show a progress bar while downloading.
         keep_archive: keep the archive after unpacking (default; delete it to save space).
+        use_system: use a system copy when the data set has one (Fashion-MNIST).
         timeout: seconds allowed for connecting and for each read (an offline machine fails fast).
 
     Returns:
@@ -676,9 +874,18 @@ def fetch_dataset(
         DownloadError: no source delivered the archive (the message says how to place it by hand).
         UnsafeArchiveError: the archive holds unsafe members.
         RuntimeError: the archive did not contain the expected files.
+        ChecksumError: a system copy (or a downloaded file) that decompresses to other data than expected.
     """
     spec = get_spec(name)
+    if isinstance(urls, (str, os.PathLike)):  # one source given as a string: not a list of characters
+        urls = [urls]
+    check_bool("progress", progress)
+    check_bool("keep_archive", keep_archive)
     root = Path(root).expanduser() if root is not None else default_root()
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"root={str(root)!r} is a file, not a folder; pass the folder for the data sets")
+    if isinstance(spec, FileSetSpec):
+        return _fetch_file_set(spec, root, urls, progress, use_system, timeout)
     folder = root / spec.folder
     if folder.is_dir() and not spec.missing(folder):
         return folder
@@ -752,6 +959,8 @@ def command_line(
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"{spec.title} is ready in {folder}")
+    if spec.name == "fashion_mnist":
+        print(f"use it with torchvision.datasets.FashionMNIST(root={str(folder.parent.parent)!r}, download=False)")
     if spec.name.startswith("cifar"):
         cls = "CIFAR10" if spec.name == "cifar10" else "CIFAR100"
         print(f"use it with torchvision.datasets.{cls}(root={str(folder.parent)!r}, download=False)")

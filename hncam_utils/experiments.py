@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ._checks import check_int
 from .data import SETTINGS, ClutteredDigits, ClutteredDigitsConfig
 from .data.noise import DIGITS_FLIPS, NoisyLabelDataset, NoisyLabels, load_noisy_labels, make_noisy_labels
 from .metrics import evaluate, predict
@@ -31,6 +32,10 @@ __all__ = [
     "CourseSetting",
     "COURSE_DIGITS",
     "course_runs",
+    "FashionSetting",
+    "COURSE_FASHION",
+    "fashion_loaders",
+    "fashion_runs",
     "RunResult",
     "run_experiment",
     "data_tag",
@@ -63,6 +68,13 @@ class LossSpec:
     focal_gamma: float = 2.0
     margin: float = 0.35
     model: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        # the same checks as TrainConfig, at the line that defines the spec (not at the first training run)
+        TrainConfig(loss=self.loss, hnc_lambda=self.hnc_lambda if self.loss != "ce" else 0.0, k=self.k,
+                    temperature=self.temperature, label_smoothing=self.label_smoothing)
+        if self.name is not None and (not isinstance(self.name, str) or not self.name):
+            raise ValueError(f"name must be a non-empty string or None, got {self.name!r}")
 
     @property
     def label(self) -> str:
@@ -207,12 +219,31 @@ def run_experiment(
     Returns:
         One :class:`RunResult` per (spec, seed), in the order of ``specs`` then ``seeds``.
     """
-    cfg = SETTINGS[data] if isinstance(data, str) else data
     if isinstance(data, str) and data not in SETTINGS:
-        raise ValueError(f"unknown setting {data!r}; choose one of {sorted(SETTINGS)}")
+        raise ValueError(f"unknown setting data={data!r}; choose one of {sorted(SETTINGS)}")
+    if not isinstance(data, (str, ClutteredDigitsConfig)):
+        raise TypeError(f"data must be a setting name or a ClutteredDigitsConfig, got {type(data).__name__}")
+    cfg = SETTINGS[data] if isinstance(data, str) else data
     if data_overrides:
         cfg = cfg.replace(**data_overrides)
+    if not isinstance(train, TrainConfig):
+        raise TypeError(f"train must be a TrainConfig (the shared recipe), got {type(train).__name__}")
+    if isinstance(specs, LossSpec):
+        specs = [specs]
     spec_list = list(specs.values()) if isinstance(specs, Mapping) else list(specs)
+    bad = [s for s in spec_list if not isinstance(s, LossSpec)]
+    if bad or not spec_list:
+        raise TypeError(f"specs must be a non-empty list of LossSpec (e.g. list(DEFAULT_SPECS.values())), got "
+                        f"{[type(s).__name__ for s in bad] or 'an empty list'}")
+    if isinstance(seeds, int):
+        raise TypeError(f"seeds must be a list of seeds, e.g. [0, 1, 2] or range({seeds}), got the int {seeds}")
+    seeds = [check_int("seeds", seed, min=0) for seed in seeds]
+    if not seeds:
+        raise ValueError("seeds is empty; pass at least one seed, e.g. [0, 1, 2]")
+    labels = [sp.label for sp in spec_list]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"specs have repeated labels {labels}; give each LossSpec a distinct name=")
+    check_int("eval_k", eval_k, min=1)
     train_set = ClutteredDigits("train", cfg)
     test_set = ClutteredDigits("test", cfg, with_boxes=True)
     tag = data_tag(cfg)
@@ -294,6 +325,167 @@ def course_runs(
     return run_experiment(cs.setting, specs if specs is not None else DEFAULT_SPECS,
                           list(seeds) if seeds is not None else list(cs.seeds), cs.recipe(),
                           data_overrides=cs.data_overrides, **kwargs)
+
+
+@dataclass(frozen=True)
+class FashionSetting:
+    """The Fashion-MNIST comparison the course trains once (notebook 04) and reuses (notebooks 06-07): the
+    digits CNN (7 x 7 CAMs at 28 px) with the shared recipe (AdamW, OneCycle), the same seeds for every loss.
+
+    Attributes:
+        n_train: training images (a class-balanced subset drawn once with a fixed seed; ``None``: all 60,000).
+        n_test: test images (the first ``n_test`` of the official test split; ``None``: all 10,000).
+        epochs, batch_size, lr: the budget and recipe.
+        seeds: paired seeds (a seed fixes initialisation, batch order and augmentation).
+        crop, flip: augmentation on the device (random crop with zero padding ``crop``, horizontal flips).
+        fixture: use generated, format-faithful idx files instead of Fashion-MNIST (the ``smoke`` profile:
+            a pipeline check, never a result).
+    """
+
+    n_train: Optional[int]
+    n_test: Optional[int]
+    epochs: int
+    seeds: Tuple[int, ...]
+    batch_size: int = 128
+    lr: float = 2e-3
+    crop: int = 0
+    flip: bool = False
+    fixture: bool = False
+
+    @property
+    def tag(self) -> str:
+        """The data-set part of the cached runs' names, e.g. ``fmnist-20k`` or ``fmnist-fixture-600``."""
+        if self.fixture:
+            tag = f"fmnist-fixture-{self.n_train}"
+        else:
+            n = 60000 if self.n_train is None else self.n_train
+            tag = f"fmnist-{n // 1000}k" if n % 1000 == 0 else f"fmnist-{n}"
+            if self.n_test is not None:
+                tag += f"-test{self.n_test}"
+        if self.crop or self.flip:
+            tag += f"-aug{'c' + str(self.crop) if self.crop else ''}{'f' if self.flip else ''}"
+        return tag
+
+    def recipe(self, **changes: Any) -> TrainConfig:
+        """The shared training recipe with this budget."""
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                           eval_batch_size=1000).replace(**changes)
+
+
+#: Per profile. ``cpu``: 20,000 training images, 3 epochs, the full test set, 3 paired seeds (about 5 minutes
+#: for the nine runs on 2 cores); ``gpu``: all 60,000 images, 15 epochs, crop + flip, 5 seeds; ``smoke``:
+#: generated idx fixtures (seconds).
+COURSE_FASHION: Dict[str, FashionSetting] = {
+    "smoke": FashionSetting(n_train=600, n_test=200, epochs=1, seeds=(0, 1, 2), batch_size=64, fixture=True),
+    "cpu": FashionSetting(n_train=20000, n_test=None, epochs=3, seeds=(0, 1, 2)),
+    "gpu": FashionSetting(n_train=None, n_test=None, epochs=15, seeds=(0, 1, 2, 3, 4), crop=2, flip=True),
+}
+
+
+def _balanced_subset(labels: torch.Tensor, n: int, seed: int = 20201) -> torch.Tensor:
+    """Indices of a class-balanced subset of ``n`` items (``n / C`` per class), drawn with a fixed seed."""
+    classes = int(labels.max()) + 1
+    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    per_class = n // classes
+    parts = [perm[labels[perm] == c][:per_class] for c in range(classes)]
+    rest = n - per_class * classes
+    chosen = torch.cat(parts)
+    if rest:
+        left = perm[~torch.isin(perm, chosen)][:rest]
+        chosen = torch.cat([chosen, left])
+    return chosen.sort().values
+
+
+def fashion_loaders(
+    setting: Union[str, FashionSetting, None] = None,
+    root: Optional[Union[str, Path]] = None,
+    device: Optional[Union[str, torch.device]] = None,
+):
+    """The device-resident train and test loaders of a Fashion-MNIST setting (a profile name or a
+    :class:`FashionSetting`; default: the current profile's).
+
+    Args:
+        root: where the data lives (torchvision's ``root``); for a fixture setting, where the generated idx
+            files are written (default ``data_home() / "fixtures" / "fashion-mnist-<n>"``).
+        device: default :func:`hncam_utils.runtime.get_device`.
+
+    Returns:
+        ``(train, test)`` :class:`hncam_utils.data.DeviceLoader` s: train with the setting's augmentation,
+        test without; both normalised with the Fashion-MNIST mean and std.
+    """
+    from .data import FASHION_CLASSES, FASHION_MEAN, FASHION_STD, DeviceLoader, load_fashion_mnist
+    from .data.fashion_mnist import make_fashion_mnist_fixture
+    from .paths import data_home
+    from .runtime import get_device, get_profile
+
+    fs = COURSE_FASHION[get_profile(setting)] if not isinstance(setting, FashionSetting) else setting
+    dev = get_device(device)
+    checksums = None
+    if fs.fixture:
+        root = Path(root) if root is not None else data_home() / "fixtures" / f"fashion-mnist-{fs.n_train}"
+        checksums = make_fashion_mnist_fixture(root, n_train=fs.n_train, n_test=fs.n_test or 200)
+    train = load_fashion_mnist("train", root, checksums=checksums)
+    test = load_fashion_mnist("test", root, checksums=checksums)
+    x, y = train.data, train.targets
+    if fs.n_train is not None and not fs.fixture and fs.n_train < len(y):
+        keep = _balanced_subset(y, fs.n_train)
+        x, y = x[keep], y[keep]
+    tx, ty = test.data, test.targets
+    if fs.n_test is not None and not fs.fixture:
+        tx, ty = tx[: fs.n_test], ty[: fs.n_test]
+    common = dict(mean=FASHION_MEAN, std=FASHION_STD, device=dev, classes=FASHION_CLASSES)
+    train_loader = DeviceLoader(x, y, batch_size=fs.batch_size, crop=fs.crop, flip=fs.flip, **common)
+    test_loader = DeviceLoader(tx, ty, batch_size=1000, shuffle=False, **common)
+    return train_loader, test_loader
+
+
+def fashion_runs(
+    specs: Union[Sequence[LossSpec], Mapping[str, LossSpec], None] = None,
+    profile: Optional[str] = None,
+    seeds: Optional[Sequence[int]] = None,
+    setting: Optional[FashionSetting] = None,
+    root: Optional[Union[str, Path]] = None,
+    cache_dir: Optional[Union[str, Path]] = None,
+    device: Optional[Union[str, torch.device]] = None,
+    progress: bool = True,
+    eval_k: int = 3,
+) -> List[RunResult]:
+    """The course's Fashion-MNIST runs for ``profile`` (default: the current one): trained once (notebook
+    04), loaded from the cache afterwards (same setting, loss and seed give the same run name).
+
+    Args:
+        specs: losses (default :data:`DEFAULT_SPECS`: CE, CE + HNC_mse, CE + HNC_kd).
+        profile: ``smoke``, ``cpu`` or ``gpu`` (ignored when ``setting`` is given).
+        seeds: a subset of the setting's seeds (default: all of them).
+        setting: a :class:`FashionSetting` instead of the profile's.
+        root, device: see :func:`fashion_loaders`. cache_dir: where runs are cached.
+        eval_k: top negatives averaged in ``neg_peak_topk``.
+
+    Returns:
+        One :class:`RunResult` per (spec, seed), in the order of ``specs`` then ``seeds``; metrics on the
+        test split (``top1``, negative-CAM statistics ...).
+    """
+    from .models import digits_cnn
+    from .runtime import get_profile
+
+    fs = setting if setting is not None else COURSE_FASHION[get_profile(profile)]
+    train_loader, test_loader = fashion_loaders(fs, root=root, device=device)
+    spec_list = list((specs if specs is not None else DEFAULT_SPECS).values()) if isinstance(
+        specs if specs is not None else DEFAULT_SPECS, Mapping) else list(specs)
+    results: List[RunResult] = []
+    for spec in spec_list:
+        for seed in (list(seeds) if seeds is not None else list(fs.seeds)):
+            config = spec.apply(fs.recipe(seed=int(seed)))
+            name = run_name(fs.tag, "digits_cnn", config)
+            if progress:
+                print(f"[{spec.label} seed {seed}] {name}", flush=True)
+            net, history = train_or_load(lambda: digits_cnn(num_classes=10), train_loader, config, name,
+                                         test_data=test_loader, cache_dir=cache_dir, device=device,
+                                         progress=progress)
+            metrics = evaluate(net, test_loader, k=eval_k)
+            metrics["sec_per_epoch"] = float(np.mean(history["seconds"])) if history.get("seconds") else math.nan
+            results.append(RunResult(spec.label, int(seed), config, history, metrics, net))
+    return results
 
 
 def summarize(results: Sequence[RunResult], metrics: Sequence[str] = tuple(METRIC_LABELS)) -> List[Dict[str, Any]]:

@@ -17,12 +17,20 @@ spatial sum of their CAM and the top ``k`` are kept: the set ``S`` of selected (
 Inputs in float16/bfloat16 (autocast) are computed in float32; float64 stays float64.
 
 The training objective is ``CE(logits, y) + lambda * HNC``.
+
+**NaN and infinity** propagate, as in torch's own losses: the loss reads no values back from the device (that
+would stall a GPU), so a NaN or infinite CAM (or feature) yields a NaN or infinite loss, which
+:func:`hncam_utils.train.fit` stops on with a clear message. Ranking follows ``torch.topk``: a NaN score counts
+as larger than every number, so a negative class whose map holds a NaN is always among the selected ``k`` and
+its NaN reaches the loss; it is never silently skipped. Ground-truth classes are excluded whatever their
+values. Hyper-parameters (``k``, ``variant``, ``temperature``) and shapes, dtypes and devices are checked at
+the call; NaN or infinite hyper-parameters are refused.
 """
 
 from __future__ import annotations
 
 import contextlib
-
+import math
 import numbers
 from typing import Optional, Tuple
 
@@ -30,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import check_int, check_tensor
 from .cam import Classifier, cams_for_classes, check_features, unpack_classifier
 
 __all__ = ["HNCLoss", "hnc_loss", "positive_mask", "select_negatives", "VARIANTS"]
@@ -55,19 +64,24 @@ def positive_mask(targets: Tensor, num_classes: int) -> Tensor:
     """
     if not isinstance(targets, Tensor):
         raise TypeError(f"targets must be a torch.Tensor, got {type(targets).__name__}")
+    num_classes = check_int("num_classes", num_classes, min=1)
     if targets.dim() == 1:
         if targets.dtype.is_floating_point or targets.dtype == torch.bool or targets.is_complex():
             raise TypeError(
                 f"class-index targets of shape (B,) must be integers, got dtype {targets.dtype}; "
                 "pass labels as a LongTensor (e.g. targets.long()), or multi-hot labels of shape (B, C)"
             )
-        if targets.numel() > 0 and bool(((targets < 0) | (targets >= num_classes)).any()):  # one device sync
-            lo, hi = int(targets.min()), int(targets.max())
-            if lo < 0 or hi >= num_classes:
-                raise ValueError(
-                    f"class indices must lie in [0, {num_classes - 1}] for {num_classes} classes, "
-                    f"got values in [{lo}, {hi}]; check the data set's labels and the model's number of classes"
-                )
+        if targets.numel() > 0:
+            out_of_range = (targets < 0) | (targets >= num_classes)
+            if targets.device.type in _READBACK_FREE:  # reading back is free on the CPU: a clear error at once
+                if bool(out_of_range.any()):
+                    lo, hi = int(targets.min()), int(targets.max())
+                    raise ValueError(
+                        f"class indices must lie in [0, {num_classes - 1}] for {num_classes} classes, "
+                        f"got values in [{lo}, {hi}]; check the data set's labels and the model's number of classes"
+                    )
+            else:  # on an accelerator, check without a read-back (a device-side assert; fit checks on the host)
+                _assert_on_device(~out_of_range.any(), f"class indices must lie in [0, {num_classes - 1}]")
         return F.one_hot(targets.long(), num_classes).bool()
     if targets.dim() == 2:
         if targets.shape[1] != num_classes:
@@ -90,6 +104,19 @@ def positive_mask(targets: Tensor, num_classes: int) -> Tensor:
     )
 
 
+#: Devices where reading a value back to the host costs no pipeline stall.
+_READBACK_FREE = ("cpu",)
+
+
+def _assert_on_device(condition: Tensor, message: str) -> None:
+    """Assert a boolean scalar tensor without reading it back (``torch._assert_async``); a no-op where this
+    torch build or device has no asynchronous assert."""
+    try:
+        torch._assert_async(condition, message)
+    except (AttributeError, NotImplementedError, TypeError):  # pragma: no cover - older builds / devices
+        pass
+
+
 def _at_least_float32(t: Tensor) -> Tensor:
     """float16/bfloat16 -> float32; float32 and float64 unchanged."""
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
@@ -108,7 +135,21 @@ def select_negatives(scores: Tensor, positives: Tensor, k: Optional[int]) -> Tup
         ``(index, valid)``, both ``(B, k')`` with ``k' = min(k, C)`` (``C - 1`` for ``k=None`` on
         single-label data): the selected class indices in decreasing score order, and a mask that is
         ``False`` where an image has fewer than ``k`` negatives (multi-label only), so that slot is unused.
+
+    A NaN score ranks above every number (``torch.topk``'s order), so a negative class with a NaN score is
+    selected first; a positive class is never selected, whatever its score.
+
+    Raises:
+        TypeError: ``scores`` not a floating-point tensor, ``positives`` not a bool tensor, ``k`` not an int.
+        ValueError: ``scores`` not ``(B, C)``, ``positives`` of another shape, ``k < 1``.
     """
+    check_tensor("scores", scores, dims=(2,), shape_hint="(B, C)", floating=True)
+    if not isinstance(positives, Tensor) or positives.dtype != torch.bool:
+        raise TypeError(f"positives must be a boolean (B, C) tensor (e.g. from positive_mask(targets, C)), got "
+                        f"{positives.dtype if isinstance(positives, Tensor) else type(positives).__name__}")
+    if positives.shape != scores.shape:
+        raise ValueError(f"positives must have the shape of scores {tuple(scores.shape)}, got {tuple(positives.shape)}")
+    k = check_int("k", k, min=1, none_ok=True, fix="k is how many negatives to keep per image (None: all)")
     num_classes = scores.shape[1]
     if k is None:
         max_pos = int(positives.sum(dim=1).min()) if positives.numel() else 0
@@ -145,10 +186,13 @@ def _check_hparams(k: Optional[int], variant: str, temperature: float) -> None:
             raise TypeError(f"k must be a positive int or None (all negatives), got {k!r}")
         if k < 1:
             raise ValueError(f"k must be >= 1 (or None for all negatives), got {k}")
-    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool):
+    if not isinstance(temperature, numbers.Real) or isinstance(temperature, bool):
         raise TypeError(f"temperature must be a number, got {temperature!r}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not temperature > 0 or math.isinf(temperature):
+        raise ValueError(
+            f"temperature must be > 0 and finite, got {temperature}; an infinite T flattens every softmax, so kd "
+            "would be a constant that trains nothing (the official code uses T = 1)"
+        )
 
 
 def _check_k_against_classes(k: Optional[int], num_classes: int) -> None:
@@ -191,11 +235,18 @@ class HNCLoss(nn.Module):
         variant: ``"mse"`` or ``"kd"``.
         temperature: ``T`` of the spatial softmax (``kd`` only); the official code uses 1.
 
+    NaN / infinity: propagate (see the module docstring): a non-finite CAM gives a non-finite loss, and a
+    negative class whose CAM holds a NaN is always selected. Values are not inspected on the top-k path
+    (:meth:`from_features`), so no GPU synchronisation is added; the all-class call checks the class indices
+    of ``targets`` (one read-back).
+
     Raises:
-        ValueError: unknown variant, ``k < 1``, ``temperature <= 0`` (at construction); wrong number of
-            dimensions, batch mismatch, class indices out of range, multi-hot labels of the wrong width,
-            ``k > C - 1``, features and classifier of different widths (at call time).
-        TypeError: ``k`` not an int, non-integer class indices, a classifier that is not ``nn.Linear``.
+        ValueError: unknown variant, ``k < 1``, ``temperature <= 0`` or infinite (at construction); wrong
+            number of dimensions, batch mismatch, class indices out of range, multi-hot labels of the wrong
+            width, ``k > C - 1``, features and classifier of different widths or on different devices (at
+            call time).
+        TypeError: ``k`` not an int, non-integer class indices, CAMs or features that are not floating
+            point, a classifier that is not ``nn.Linear``.
 
     Example:
         >>> loss_fn = HNCLoss(k=3, variant="kd")
@@ -229,6 +280,7 @@ class HNCLoss(nn.Module):
                 f"cams must have shape (B, C, H, W) (the CAMs of all classes), got {shape}; "
                 "to pass the last feature map instead use HNCLoss.from_features(features, classifier, targets)"
             )
+        check_tensor("cams", cams, floating=True)
         _check_batch(cams.shape[0], targets)
         num_classes = cams.shape[1]
         _check_k_against_classes(self.k, num_classes)
@@ -279,6 +331,7 @@ class HNCLoss(nn.Module):
                 f32 = _at_least_float32
                 scores = F.linear(f32(features).mean(dim=(2, 3)), f32(weight), None if bias is None else f32(bias))
             else:
+                check_tensor("logits", logits, floating=True)
                 if logits.shape != (features.shape[0], num_classes):
                     raise ValueError(
                         f"logits must have shape ({features.shape[0]}, {num_classes}), got {tuple(logits.shape)}"

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import check_bool, check_float, check_int, check_tensor
 from .cam import compute_cams, upsample_cams
 from .losses import positive_mask, select_negatives
 
@@ -55,7 +56,14 @@ def topk_accuracy(logits: Tensor, targets: Tensor, ks: Sequence[int] = (1,)) -> 
 
     Raises:
         ValueError: mismatched batch sizes, or ``k`` larger than the number of classes.
+        TypeError: non-tensor inputs, float targets, a ``k`` that is not an int.
     """
+    check_tensor("logits", logits)
+    check_tensor("targets", targets, integer=True)
+    if isinstance(ks, int):
+        ks = (ks,)
+    for k in ks:
+        check_int("ks", k, fix="ks lists the k of each top-k accuracy, e.g. (1, 5)")
     if logits.dim() != 2 or targets.dim() != 1 or logits.shape[0] != targets.shape[0]:
         raise ValueError(f"need logits (B, C) and targets (B,), got {tuple(logits.shape)} and {tuple(targets.shape)}")
     out: Dict[int, float] = {}
@@ -71,6 +79,10 @@ def mean_average_precision(scores: Tensor, targets: Tensor) -> float:
     """Multi-label mAP (in %): the mean over classes with at least one positive of the average precision."""
     from sklearn.metrics import average_precision_score
 
+    check_tensor("scores", scores, dims=(2,), shape_hint="(N, C)")
+    check_tensor("targets", targets, dims=(2,), shape_hint="(N, C) multi-hot")
+    if scores.shape != targets.shape:
+        raise ValueError(f"scores {tuple(scores.shape)} and targets {tuple(targets.shape)} must have the same shape")
     y, s = targets.detach().cpu().numpy(), scores.detach().float().cpu().numpy()
     keep = y.sum(axis=0) > 0
     if not keep.any():
@@ -83,8 +95,14 @@ def negative_cam_stats(cams: Tensor, targets: Tensor, k: int = 3, eps: float = 1
 
     Returns a dict of ``(B,)`` tensors: ``neg_peak`` (top-1 negative), ``neg_peak_topk`` (mean of the top-k
     negatives' maxima), ``gt_peak`` (the largest ground-truth CAM maximum), ``neg_ratio``, ``num_posi`` and
-    ``posi_frac`` (see the module docstring).
+    ``posi_frac`` (see the module docstring). NaN maps propagate into their statistics; a NaN negative map
+    ranks first (see :func:`hncam_utils.losses.select_negatives`).
     """
+    check_tensor("cams", cams, dims=(4,), shape_hint="(B, C, H, W) (the CAMs of all classes)", floating=True)
+    check_int("k", k, min=1)
+    check_float("eps", eps, min=0, min_open=True)
+    if cams.shape[1] < 2:
+        raise ValueError(f"cams must hold at least 2 classes (one negative), got C = {cams.shape[1]}")
     b, c, h, w = cams.shape
     positives = positive_mask(targets, c)
     maps = cams.detach().float()
@@ -107,6 +125,12 @@ def negative_cam_stats(cams: Tensor, targets: Tensor, k: int = 3, eps: float = 1
     }
 
 
+def _check_map_and_box(cam: Tensor, box) -> None:
+    check_tensor("cam", cam, dims=(2,), shape_hint="(H, W) (one map at image resolution)")
+    if len(box) != 4:
+        raise ValueError(f"box must be (x0, y0, x1, y1), got {len(box)} values")
+
+
 def _box_mask(box: Tensor, h: int, w: int) -> Tensor:
     x0, y0, x1, y1 = (int(v) for v in box)
     m = torch.zeros(h, w, dtype=torch.bool)
@@ -116,6 +140,7 @@ def _box_mask(box: Tensor, h: int, w: int) -> Tensor:
 
 def pointing_game(cam: Tensor, box: Tensor) -> float:
     """1.0 if the maximum of the ``(H, W)`` map (image resolution) falls inside ``box``, else 0.0."""
+    _check_map_and_box(cam, box)
     h, w = cam.shape
     flat = int(cam.argmax())
     y, x = divmod(flat, w)
@@ -125,6 +150,7 @@ def pointing_game(cam: Tensor, box: Tensor) -> float:
 
 def energy_in_box(cam: Tensor, box: Tensor) -> float:
     """Share of ``relu(cam)`` (an ``(H, W)`` map at image resolution) that lies inside ``box``."""
+    _check_map_and_box(cam, box)
     pos = cam.clamp_min(0)
     total = float(pos.sum())
     if total <= 0:
@@ -136,6 +162,8 @@ def cam_to_box(cam: Tensor, threshold: float = 0.5) -> Tuple[int, int, int, int]
     """Tight box ``(x0, y0, x1, y1)`` of the largest connected region with ``cam >= threshold * max(cam)``."""
     from scipy import ndimage
 
+    check_tensor("cam", cam, dims=(2,), shape_hint="(H, W)")
+    check_float("threshold", threshold, min=0, max=1, fix="a share of the map's maximum, e.g. 0.5")
     arr = cam.detach().float().cpu().numpy()
     peak = arr.max()
     mask = arr >= threshold * peak if peak > 0 else arr >= peak
@@ -149,6 +177,9 @@ def cam_to_box(cam: Tensor, threshold: float = 0.5) -> Tuple[int, int, int, int]
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     """IoU of two ``(x0, y0, x1, y1)`` boxes (``x1``, ``y1`` exclusive)."""
+    for name, box in (("a", a), ("b", b)):
+        if len(box) != 4:
+            raise ValueError(f"box {name} must be (x0, y0, x1, y1), got {len(box)} values")
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
@@ -158,6 +189,11 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
 
 def localization_stats(gt_cams: Tensor, boxes: Tensor, image_size: Tuple[int, int], threshold: float = 0.5) -> Dict[str, Tensor]:
     """Pointing game, energy in box and box IoU for ``(B, h, w)`` ground-truth CAMs and ``(B, 4)`` boxes."""
+    check_tensor("gt_cams", gt_cams, dims=(3,), shape_hint="(B, h, w)")
+    check_tensor("boxes", boxes, dims=(2,), shape_hint="(B, 4)")
+    if boxes.shape != (gt_cams.shape[0], 4):
+        raise ValueError(f"boxes must have shape ({gt_cams.shape[0]}, 4), one box per map, got {tuple(boxes.shape)}")
+    check_float("threshold", threshold, min=0, max=1)
     up = upsample_cams(gt_cams[:, None], image_size)[:, 0].cpu()
     pts, eng, iou = [], [], []
     for cam, box in zip(up, boxes.cpu()):
@@ -182,6 +218,11 @@ def gt_and_top_negative_cams(model: nn.Module, images: Tensor, targets: Tensor, 
     """
     from .models import unwrap
 
+    check_tensor("images", images, floating=True)
+    check_tensor("targets", targets, dims=(1,), shape_hint="(B,) class indices", integer=True)
+    if targets.shape[0] != images.shape[0]:
+        raise ValueError(f"targets has {targets.shape[0]} labels for {images.shape[0]} images")
+    check_int("n", n, min=1)
     net = unwrap(model)
     device = next(net.parameters()).device
     was_training = model.training
@@ -241,6 +282,7 @@ def collect_outputs(
 def most_confused_pairs(confusion: "np.ndarray", n: int = 5) -> list:
     """The ``n`` largest off-diagonal entries of a confusion matrix (rows: true class, columns: predicted),
     as ``(true, predicted, count)`` tuples, largest first (ties: lower class ids first)."""
+    check_int("n", n, min=0)
     cm = np.asarray(confusion)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
         raise ValueError(f"confusion must be a square matrix, got shape {cm.shape}")
@@ -291,6 +333,9 @@ def evaluate(
     """
     from .models import unwrap
 
+    check_int("k", k, min=1)
+    check_bool("localization", localization)
+    check_float("threshold", threshold, min=0, max=1, fix="a share of the CAM's maximum, e.g. 0.5")
     device = device or next(model.parameters()).device
     net = unwrap(model)
     was_training = model.training

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from ._checks import check_int, check_module
 from .cam import compute_cams
 
 __all__ = [
@@ -87,6 +88,7 @@ class CAMNet(GAPClassifier):
 
     def __init__(self, body: nn.Module, classifier: nn.Linear) -> None:
         super().__init__()
+        check_module("body", body, fix="the feature extractor, e.g. nn.Sequential(conv layers...)")
         if not isinstance(classifier, nn.Linear):
             raise TypeError(f"classifier must be nn.Linear, got {type(classifier).__name__}")
         self.body = body
@@ -161,13 +163,22 @@ class TorchvisionCAM(GAPClassifier):
     Args:
         model: e.g. ``torchvision.models.resnet50(weights=ResNet50_Weights.DEFAULT)``.
 
+    Checked at construction, so a model this wrapper cannot serve fails here and not inside ``forward``:
+    auxiliary classifiers among the children (GoogLeNet's ``aux1``/``aux2``, Inception-v3's ``AuxLogits``)
+    would run inside the feature extractor; an input transform (``transform_input=True``) would be skipped;
+    anything but dropout between ``avgpool`` and ``fc`` would be skipped; and (ResNet, RegNet) an ``fc`` whose
+    input width differs from the body's last channels could never be applied.
+
     Raises:
-        TypeError: a model without the ``avgpool`` + ``fc: nn.Linear`` ending, or whose ``avgpool`` is not
-            a global average pooling.
+        TypeError: not an ``nn.Module``, a model without the ``avgpool`` + ``fc: nn.Linear`` ending, whose
+            ``avgpool`` is not a global average pooling, with auxiliary classifiers, an input transform, or
+            other layers between ``avgpool`` and ``fc``.
+        ValueError: ``fc.in_features`` differs from the body's last number of channels.
     """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
+        check_module("model", model, fix="e.g. torchvision.models.resnet18(weights=None)")
         names = [name for name, _ in model.named_children()]
         fc = getattr(model, "fc", None)
         if "avgpool" not in names or not isinstance(fc, nn.Linear) or names[-1] != "fc":
@@ -178,6 +189,25 @@ class TorchvisionCAM(GAPClassifier):
         pool = model.avgpool
         if not (isinstance(pool, nn.AdaptiveAvgPool2d) and pool.output_size in (1, (1, 1))):
             raise TypeError(f"model.avgpool must be AdaptiveAvgPool2d(1) (global average pooling), got {pool}")
+        kind = type(model).__name__
+        aux = [n for n in names if "aux" in n.lower()]
+        if aux:
+            raise TypeError(f"model ({kind}) has auxiliary classifier(s) {aux} that would run inside the feature "
+                            "extractor; build it with aux_logits=False, or wrap it yourself with CAMNet(body, classifier)")
+        if getattr(model, "transform_input", False):
+            raise TypeError(f"model ({kind}) transforms its input inside forward (transform_input=True), which this "
+                            "wrapper would skip; build it with transform_input=False or normalise the images yourself")
+        between = [n for n in names[names.index("avgpool") + 1: -1] if not isinstance(getattr(model, n), nn.Dropout)]
+        if between:
+            raise TypeError(f"model ({kind}) has {between} between avgpool and fc, which the wrapper would skip; "
+                            "wrap it yourself with CAMNet(body, classifier)")
+        # ResNet / RegNet blocks end in a batch norm that gives the block's output width (blocks that
+        # concatenate branches, e.g. GoogLeNet's, do not: they are not checked)
+        width = _last_channels([getattr(model, n) for n in names[: names.index("avgpool")]]) \
+            if kind in ("ResNet", "RegNet") else None
+        if width is not None and width != fc.in_features:
+            raise ValueError(f"model.fc expects {fc.in_features} input features but the last layer before avgpool "
+                             f"gives {width} channels; replace fc with nn.Linear({width}, num_classes)")
         self.model = model
         self._body_names: List[str] = names[: names.index("avgpool")]
 
@@ -191,12 +221,23 @@ class TorchvisionCAM(GAPClassifier):
         return x
 
 
+def _last_channels(body: Sequence[nn.Module]) -> Optional[int]:
+    """The number of channels the last convolution or batch norm of ``body`` produces (``None``: none found)."""
+    for child in reversed(list(body)):
+        for module in reversed(list(child.modules())):
+            if isinstance(module, nn.BatchNorm2d):
+                return module.num_features
+            if isinstance(module, nn.Conv2d):
+                return module.out_channels
+    return None
+
+
 class LogitsOnly(nn.Module):
     """Expose only the logits of a CAM model, for tools that expect ``model(x) -> Tensor`` (Captum)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.model = check_module("model", model, fix="a CAM model whose forward returns (logits, features)")
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x).logits
@@ -217,6 +258,7 @@ def cifar_resnet18(num_classes: int = 10) -> TorchvisionCAM:
     """torchvision's ResNet-18 adapted to 32x32 images: 3x3 stride-1 stem, no max-pool (4x4 CAMs)."""
     from torchvision.models import resnet18
 
+    check_int("num_classes", num_classes, min=2, fix="a classifier needs at least 2 classes")
     model = resnet18(weights=None, num_classes=num_classes)
     model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
     nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
@@ -348,7 +390,9 @@ def digits_cnn(num_classes: int = 10, in_channels: int = 1, width: int = 16) -> 
     3x3 + BatchNorm + ReLU; a 48x48 canvas gives a 64 x 12 x 12 feature map (12x12 CAMs); GAP;
     ``Linear(64, num_classes)``.
     """
-    w = width
+    check_int("num_classes", num_classes, min=2, fix="a classifier needs at least 2 classes")
+    check_int("in_channels", in_channels, min=1, fix="1 for grey images, 3 for colour")
+    w = check_int("width", width, min=1)
     body = nn.Sequential(
         *_conv_bn_relu(in_channels, w),
         nn.MaxPool2d(2),
@@ -394,6 +438,6 @@ def build_model(name: str, num_classes: int, **kwargs) -> GAPClassifier:
     Raises:
         ValueError: an unknown name.
     """
-    if name not in MODELS:
+    if not isinstance(name, str) or name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     return MODELS[name](num_classes=num_classes, **kwargs)

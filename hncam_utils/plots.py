@@ -49,10 +49,17 @@ def plot_history(
         keys: history entries to draw, one panel each (missing ones are skipped).
         colors: ``{label: colour}``; defaults to :data:`LOSS_COLORS`, then matplotlib's cycle.
     """
+    if not isinstance(histories, Mapping) or not all(isinstance(r, (list, tuple)) for r in histories.values()):
+        raise TypeError("histories must be {label: [history, ...]} (a list of histories per label, e.g. one per "
+                        f"seed), got {type(histories).__name__}; wrap a single history: {{'ce': [history]}}")
+    if isinstance(keys, str):
+        keys = (keys,)
     colors = {**LOSS_COLORS, **(colors or {})}
+    wanted = list(keys)
     keys = [k for k in keys if any(k in h for runs in histories.values() for h in runs)]
     if not keys:
-        raise ValueError("none of the requested keys is in the histories")
+        found = sorted({k for runs in histories.values() for h in runs for k in h})
+        raise ValueError(f"none of keys={wanted} is in the histories; they hold {found}")
     fig, axes = plt.subplots(1, len(keys), figsize=figsize or (4.2 * len(keys), 3.2), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for i, (label, runs) in enumerate(histories.items()):
@@ -98,6 +105,11 @@ def plot_cam_grid(
     labels = list(cams)
     if not labels:
         raise ValueError("cams is empty")
+    if set(classes) != set(labels):
+        raise ValueError(f"classes must have the same labels as cams: cams has {labels}, classes has {list(classes)}")
+    if not isinstance(images, Tensor) or images.dim() != 4:
+        raise ValueError(f"images must be an (N, C, H, W) tensor, got "
+                         f"{tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__}")
     n_img = images.shape[0]
     per_model = cams[labels[0]].shape[1]
     for lab in labels:
@@ -147,6 +159,14 @@ def plot_canvases(
     from matplotlib.patches import Rectangle
 
     n = images.shape[0]
+    if n == 0:
+        raise ValueError("images is empty; pass at least one image")
+    if len(targets) != n:
+        raise ValueError(f"targets has {len(targets)} entries for {n} images")
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"titles has {len(titles)} entries for {n} images")
+    if boxes is not None and len(boxes) != n:
+        raise ValueError(f"boxes has {len(boxes)} entries for {n} images")
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, cell * nrows + 0.3), squeeze=False)

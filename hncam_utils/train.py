@@ -4,7 +4,17 @@
 (class indices) or binary cross-entropy (multi-hot targets), and HNC computed through the cheap top-k path
 (:meth:`hncam_utils.losses.HNCLoss.from_features`).
 
-* Device auto-detection (cuda, mps, cpu); AMP on CUDA (bf16 where supported, else fp16 with a GradScaler).
+* Device auto-detection (cuda, mps, cpu); AMP on CUDA (bf16 where supported, else fp16 with a GradScaler),
+  ``channels_last`` and ``cudnn.benchmark`` on CUDA, optional ``torch.compile``.
+* No host synchronisation per step off the CPU: the running sums of loss, CE, HNC term and correct
+  predictions stay on the device and are read once per epoch; a non-finite loss is caught at the latest at
+  the end of its epoch (on the CPU, where reading a value costs nothing, at once), before that epoch's
+  checkpoint is written. Training logits never leave the device.
+* ``train_data`` may be a map-style data set (batched by a ``DataLoader``) or a
+  :class:`hncam_utils.data.DeviceLoader` (the whole split on the device, augmented there).
+* Recipes from the references (:data:`RECIPES`, :func:`recipe`): CIFAR ResNet-18 with SGD, ResNet-50
+  fine-tuning with a 10x learning rate on the new head (parameter groups), label smoothing and test-time
+  flip as options.
 * Reproducible: ``seed`` fixes the batch order of every epoch (one generator per epoch), and
   :func:`train_or_load` also seeds the model's initialisation.
 * A checkpoint is written atomically at the end of every epoch (``state_dict``s + plain metadata, read back
@@ -30,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from ._checks import (check_bool, check_callable, check_choice, check_float, check_int, check_module, show)
 from .base_losses import check_base_loss, cosface_loss, focal_loss, generalized_cross_entropy
 from .losses import HNCLoss
 from .metrics import mean_average_precision, predict, topk_accuracy
@@ -47,6 +58,9 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "CheckpointMismatchError",
+    "data_fingerprint",
+    "RECIPES",
+    "recipe",
 ]
 
 LOSSES = ("ce", "hnc_mse", "hnc_kd")
@@ -69,7 +83,8 @@ class TrainConfig:
         schedule: ``"onecycle"`` (``pct_start``), ``"cosine"``, ``"step"`` (``step_size`` epochs, ``gamma``)
             or ``"constant"``. Schedules advance every batch except ``"step"``.
         loss: ``"ce"``, ``"hnc_mse"`` or ``"hnc_kd"`` (the base loss is CE, or BCE for multi-hot targets).
-        hnc_lambda: weight of the HNC term (ignored for ``"ce"``).
+        hnc_lambda: weight of the HNC term (ignored for ``"ce"``); an HNC loss needs ``hnc_lambda > 0``
+            (with 0 it would train plain CE under an HNC name, so that is refused).
         k: negatives per image for HNC (``None``: all).
         temperature: ``T`` of the kd variant.
         label_smoothing: for the CE base loss (a generic regulariser to compare HNC against).
@@ -83,6 +98,18 @@ class TrainConfig:
         eval_batch_size: batch size for the per-epoch evaluation.
         head_lr_mult: learning-rate multiplier of the classifier head (its own parameter group), e.g. 10 when
             fine-tuning a pretrained backbone with a new head.
+        tta_flip: evaluate on the average of the logits of each test image and its horizontal mirror.
+        channels_last: ``channels_last`` memory format for model and inputs on CUDA (ignored elsewhere).
+        compile: run the training forward pass through ``torch.compile``.
+
+    ``channels_last`` and ``compile`` change how a run computes, not what it is: a checkpoint written with
+    other values of these two is still resumed.
+
+    Raises:
+        ValueError: an unknown ``loss``, ``optimizer`` or ``schedule``; a number out of range, NaN or infinite
+            (``lr <= 0``, ``epochs < 1``, ``label_smoothing`` outside [0, 1), ...); an HNC loss with
+            ``hnc_lambda == 0``; ``nesterov`` without SGD momentum.
+        TypeError: a field of the wrong kind (``epochs=2.5``, ``amp="no"``, ``k="3"``).
     """
 
     epochs: int = 4
@@ -110,23 +137,43 @@ class TrainConfig:
     num_workers: int = 0
     eval_batch_size: int = 256
     head_lr_mult: float = 1.0
+    tta_flip: bool = False
+    channels_last: bool = True
+    compile: bool = False
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
+        if not isinstance(self.loss, str) or self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of {LOSSES}")
-        if self.optimizer not in ("adamw", "sgd"):
-            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
-        if self.schedule not in ("onecycle", "cosine", "step", "constant"):
-            raise ValueError(f"unknown schedule {self.schedule!r}; choose onecycle, cosine, step or constant")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
-        if self.lr <= 0 or self.hnc_lambda < 0:
-            raise ValueError(f"lr must be > 0 and hnc_lambda >= 0, got {self.lr}, {self.hnc_lambda}")
+        check_choice("optimizer", self.optimizer, ("adamw", "sgd"))
+        check_choice("schedule", self.schedule, ("onecycle", "cosine", "step", "constant"))
+        for name in ("epochs", "batch_size", "step_size", "eval_batch_size"):
+            check_int(name, getattr(self, name), min=1)
+        check_int("seed", self.seed, min=0)
+        check_int("num_workers", self.num_workers, min=0)
+        check_float("lr", self.lr, min=0, min_open=True, fix="e.g. lr=2e-3 for AdamW, 0.1 for SGD")
+        check_float("weight_decay", self.weight_decay, min=0)
+        check_float("momentum", self.momentum, min=0, max=1, max_open=True)
+        check_float("pct_start", self.pct_start, min=0, max=1, min_open=True, max_open=True)
+        check_float("gamma", self.gamma, min=0, min_open=True)
+        check_float("label_smoothing", self.label_smoothing, min=0, max=1, max_open=True)
+        check_float("hnc_lambda", self.hnc_lambda, min=0)
+        check_float("head_lr_mult", self.head_lr_mult, min=0, min_open=True, fix="e.g. 10 for a new head on a "
+                    "pretrained backbone, 1 for one learning rate")
+        check_bool("nesterov", self.nesterov)
+        check_bool("amp", self.amp)
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ValueError(f"nesterov=True needs optimizer='sgd' with momentum > 0, got optimizer={self.optimizer!r}, "
+                             f"momentum={self.momentum}; set nesterov=False or use SGD with momentum")
+        # k and T are checked for every loss (HNCLoss's own messages), so a typo never hides in a CE config
+        HNCLoss(k=self.k, variant=self.variant or "mse", temperature=self.temperature)
+        if self.loss != "ce" and self.hnc_lambda == 0:
+            raise ValueError(
+                f"loss={self.loss!r} with hnc_lambda=0 would train plain CE under an HNC name; set hnc_lambda > 0 "
+                "(e.g. 0.1 for kd, 0.07 for mse) or use loss='ce'"
+            )
         check_base_loss(self.base_loss, {"gce_q": self.gce_q, "focal_gamma": self.focal_gamma, "margin": self.margin})
         if self.label_smoothing and self.base_loss != "ce":
             raise ValueError(f"label_smoothing applies to the 'ce' base loss only, not {self.base_loss!r}")
-        if self.loss != "ce":
-            HNCLoss(k=self.k, variant=self.variant, temperature=self.temperature)  # validates k, T
 
     @property
     def variant(self) -> Optional[str]:
@@ -149,6 +196,10 @@ class TrainConfig:
 def run_name(dataset: str, model: str, config: TrainConfig) -> str:
     """A cache name that says data set, model, loss, k, lambda and seed, e.g.
     ``digits-easy_digits_cnn_hnc_kd_k3_lam0.1_s0``."""
+    _check_name("dataset", dataset)
+    _check_name("model", model)
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     if config.loss == "ce":
         loss = "ce"
     else:
@@ -163,13 +214,24 @@ def run_name(dataset: str, model: str, config: TrainConfig) -> str:
     return f"{dataset}_{model}_{loss}_e{config.epochs}_s{config.seed}"
 
 
+def _check_name(arg: str, name: Any) -> str:
+    """A run name (or one of its parts) must be a plain file name: it becomes ``runs/<name>.pt``."""
+    if not isinstance(name, str) or not name.strip() or any(c in name for c in "/\\") or name.startswith("."):
+        raise ValueError(f"{arg} must be a non-empty name without '/', '\\' or a leading '.', got {show(name)}; "
+                         "e.g. run_name('digits-easy', 'digits_cnn', config)")
+    return name
+
+
 def checkpoint_path(name: str, cache_dir: Optional[PathLike] = None) -> Path:
     """Where :func:`train_or_load` keeps the run ``name``: ``cache_dir / "runs" / f"{name}.pt"``, with
     ``cache_dir`` defaulting to :func:`hncam_utils.paths.data_home`. ``checkpoint_path(name).exists()`` tells
     whether the run is cached (finished or not: :func:`load_checkpoint` gives its ``epoch``)."""
     from .paths import data_home
 
+    _check_name("name", name)
     root = Path(cache_dir) if cache_dir is not None else data_home()
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"cache_dir={str(root)!r} is a file, not a folder; pass a folder")
     return root / "runs" / f"{name}.pt"
 
 
@@ -203,10 +265,47 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint {path} is a folder; pass the path of a .pt file")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for truncated / foreign files
         raise RuntimeError(f"could not read checkpoint {path} ({exc}); delete it to train again") from exc
+
+
+#: Devices where reading a value back to the host costs no pipeline stall (checked every step there).
+_READBACK_FREE = ("cpu",)
+
+#: Settings that change how a run computes, not what it is: not compared when resuming a checkpoint.
+_EXECUTION_FIELDS = ("channels_last", "compile")
+
+#: Training recipes from the references (``../shared/reference/real-data-and-scale.md``), to start from with
+#: :func:`recipe`. Budgets are the references'; the notebooks' profiles shorten them.
+RECIPES: Dict[str, TrainConfig] = {
+    # kuangliu/pytorch-cifar: SGD lr 0.1, momentum 0.9, weight decay 5e-4, batch 128, cosine, 200 epochs
+    "cifar_resnet18": TrainConfig(epochs=200, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
+                                  weight_decay=5e-4, schedule="cosine", eval_batch_size=1000),
+    # CUB fine-tuning of an ImageNet ResNet-50: Nesterov SGD lr 0.01, 10x on the new head, wd 1e-4, cosine
+    "resnet50_finetune": TrainConfig(epochs=50, batch_size=64, optimizer="sgd", lr=0.01, momentum=0.9,
+                                     nesterov=True, weight_decay=1e-4, schedule="cosine", head_lr_mult=10.0,
+                                     eval_batch_size=128),
+    # Choe et al. (wsolevaluation) CAM training: SGD lr 0.01 (10x head), wd 1e-4, batch 64, 40 epochs, x0.1 at 30
+    "resnet50_wsol": TrainConfig(epochs=40, batch_size=64, optimizer="sgd", lr=0.01, momentum=0.9,
+                                 weight_decay=1e-4, schedule="step", step_size=30, gamma=0.1, head_lr_mult=10.0,
+                                 eval_batch_size=128),
+}
+
+
+def recipe(name: str, **changes: Any) -> TrainConfig:
+    """A copy of ``RECIPES[name]`` with ``changes`` (e.g. ``recipe("cifar_resnet18", epochs=30, loss="hnc_kd",
+    hnc_lambda=0.1)``).
+
+    Raises:
+        ValueError: an unknown recipe name (the message lists them).
+    """
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
+    return RECIPES[name].replace(**changes)
 
 
 def _param_groups(model: nn.Module, cfg: TrainConfig):
@@ -259,15 +358,125 @@ def _base_loss(logits: Tensor, y: Tensor, cfg: TrainConfig, net: Optional[nn.Mod
             raise ValueError(f"base_loss {cfg.base_loss!r} is for class indices; multi-hot targets train with 'ce' (BCE)")
         return F.binary_cross_entropy_with_logits(logits.float(), y.float())
     if cfg.base_loss == "gce":
-        return generalized_cross_entropy(logits.float(), y, q=cfg.gce_q)
+        return generalized_cross_entropy(logits.float(), y.long(), q=cfg.gce_q)
     if cfg.base_loss == "focal":
-        return focal_loss(logits.float(), y, gamma=cfg.focal_gamma)
+        return focal_loss(logits.float(), y.long(), gamma=cfg.focal_gamma)
     if cfg.base_loss == "cosface":
         scale = getattr(getattr(net, "classifier", None), "scale", None)
         if scale is None:
             raise ValueError("base_loss 'cosface' needs a cosine head (logits s*cos); use model 'digits_cnn_cosine'")
-        return cosface_loss(logits.float(), y, scale=scale, margin=cfg.margin)
-    return F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        return cosface_loss(logits.float(), y.long(), scale=scale, margin=cfg.margin)
+    # int32 / uint8 class indices are fine (fit checked them once): cross_entropy wants int64
+    return F.cross_entropy(logits.float(), y.long(), label_smoothing=cfg.label_smoothing)
+
+
+# ------------------------------------------------------------------------------------ up-front data checks
+
+
+def _dataset_labels(data: Any) -> Optional[Tensor]:
+    """All labels of a data set that keeps them (a ``targets`` tensor, array or list; through ``Subset``),
+    on the CPU; ``None`` when it does not (then only the first sample is checked)."""
+    from torch.utils.data import Subset
+
+    if isinstance(data, Subset):
+        base = _dataset_labels(data.dataset)
+        return None if base is None else base[torch.as_tensor(list(data.indices), dtype=torch.long)]
+    targets = getattr(data, "targets", None)
+    if targets is None:
+        return None
+    try:
+        labels = targets.detach().cpu() if isinstance(targets, Tensor) else torch.as_tensor(targets)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+    return labels if labels.dim() >= 1 and labels.shape[0] == len(data) else None
+
+
+def _check_labels(labels: Tensor, arg: str, num_classes: Optional[int], whole: bool) -> None:
+    """Class indices ``(N,)`` (any integer dtype) in ``[0, C)``, or multi-hot ``(N, C)`` of 0 and 1."""
+    where = f"{arg}'s labels" if whole else f"{arg}[0]'s label"
+    head = f"model.classifier has {num_classes} outputs" if num_classes is not None else ""
+    if labels.dim() == 1:
+        if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+            raise TypeError(f"{where} must be integer class indices, got dtype {labels.dtype}; convert them with "
+                            ".long() (multi-label targets must be multi-hot vectors of shape (C,))")
+        if labels.numel():
+            lo, hi = int(labels.min()), int(labels.max())
+            if lo < 0 or (num_classes is not None and hi >= num_classes):
+                fix = (f"build the model with num_classes={hi + 1} or fix the labels" if lo >= 0
+                       else "class indices start at 0")
+                got = f"{where} lie in [{lo}, {hi}]" if whole else f"{where} is {lo}"
+                need = f"{head}, so class indices must lie in [0, {num_classes - 1}]" if num_classes else \
+                    "class indices must be >= 0"
+                raise ValueError(f"{got} but {need}; {fix}")
+    elif labels.dim() == 2:
+        if num_classes is not None and labels.shape[1] != num_classes:
+            raise ValueError(f"{where} are multi-hot vectors of width {labels.shape[1]} but {head}; "
+                             "build the model with that many classes")
+        if labels.dtype != torch.bool and not bool(((labels == 0) | (labels == 1)).all()):
+            raise ValueError(f"{where} (multi-hot) must contain only 0 and 1; threshold soft labels first")
+    else:
+        raise ValueError(f"{where} must be class indices (N,) or multi-hot vectors (N, C), got shape "
+                         f"{tuple(labels.shape)}")
+
+
+def _check_data(data: Any, arg: str, num_classes: Optional[int]) -> Optional[Tensor]:
+    """Fail early on data ``fit`` cannot train on; return the whole label tensor when the data set has one."""
+    if not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
+        raise TypeError(f"{arg} must be a map-style Dataset (with __len__ and __getitem__) of (image, target) pairs, "
+                        f"got {type(data).__name__}; pass the data set itself, not a DataLoader")
+    if len(data) == 0:
+        raise ValueError(f"{arg} is empty (len({arg}) == 0); check the data set's size options (e.g. n_train)")
+    labels = _dataset_labels(data)
+    if labels is not None:
+        _check_labels(labels, arg, num_classes, whole=True)
+        return labels
+    sample = data[0]
+    if not isinstance(sample, (tuple, list)) or len(sample) < 2:
+        raise TypeError(f"{arg}[0] must be an (image, target) or (image, target, box) tuple, got {show(sample)}")
+    label = torch.as_tensor(sample[1])
+    if label.dim() > 1:
+        raise ValueError(f"{arg}[0]'s target must be a class index or a multi-hot vector, got shape {tuple(label.shape)}")
+    _check_labels(label[None], arg, num_classes, whole=False)
+    return None
+
+
+def data_fingerprint(data: Any, labels: Optional[Tensor] = None) -> Dict[str, Any]:
+    """What :func:`fit` stores in a checkpoint to recognise its training data: ``length``, ``num_classes``
+    (the data set's ``num_classes`` or ``len(classes)``, or the width of multi-hot labels; -1 if unknown) and
+    ``labels_sha1`` (a SHA-1 of all labels; ``""`` when the data set keeps no ``targets``)."""
+    import hashlib
+
+    if labels is None:
+        labels = _dataset_labels(data)
+    base = data.dataset if hasattr(data, "dataset") and hasattr(data, "indices") else data
+    num_classes = getattr(base, "num_classes", None)
+    if not isinstance(num_classes, int) and hasattr(base, "classes"):
+        try:
+            num_classes = len(base.classes)
+        except TypeError:
+            num_classes = None
+    if not isinstance(num_classes, int) and labels is not None and labels.dim() == 2:
+        num_classes = int(labels.shape[1])
+    digest = ""
+    if labels is not None:
+        plain = labels.to(torch.int64 if labels.dim() == 1 else torch.float32).contiguous()
+        digest = hashlib.sha1(plain.numpy().tobytes() + str(tuple(plain.shape)).encode()).hexdigest()
+    length = int(data.num_samples) if _is_device_loader(data) else int(len(data))
+    return {"length": length, "num_classes": int(num_classes) if isinstance(num_classes, int) else -1,
+            "labels_sha1": digest}
+
+
+def _check_fingerprint(saved: Optional[Dict[str, Any]], now: Dict[str, Any], checkpoint: PathLike) -> None:
+    if not isinstance(saved, dict):  # written before fingerprints existed: trust it, as before
+        return
+    names = {"length": "samples", "num_classes": "classes", "labels_sha1": "labels (SHA-1)"}
+    diff = [f"{names[k]}: {saved.get(k)!r} saved, {now[k]!r} now" for k in names
+            if k in saved and saved[k] not in (None, -1, "") and now[k] not in (None, -1, "") and saved[k] != now[k]]
+    if diff:
+        raise CheckpointMismatchError(
+            f"checkpoint {checkpoint} was trained on other data ({'; '.join(diff)}); delete it, or choose another "
+            "checkpoint name (run_name + data_tag give each data set its own)"
+        )
 
 
 def _score(logits: Tensor, targets: Tensor) -> Tuple[str, float]:
@@ -301,11 +510,59 @@ def _progress(iterable, progress: bool, **kwargs):
     return tqdm(iterable, **kwargs)
 
 
+def _is_device_loader(data: Any) -> bool:
+    """A :class:`hncam_utils.data.DeviceLoader` (or anything with its ``epoch_batches`` protocol)."""
+    return callable(getattr(data, "epoch_batches", None)) and hasattr(data, "num_samples")
+
+
+def _check_labels_on_host(y: Tensor, num_classes: int) -> None:
+    """Class indices still on the CPU: checking them there costs no device synchronisation."""
+    if y.dim() == 1 and y.numel() and not y.dtype.is_floating_point:
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(
+                f"labels in [{lo}, {hi}] but the model has {num_classes} classes: build the model with "
+                f"num_classes = the data set's number of classes"
+            )
+
+
+def _eval_batches(test_data: Any, batch_size: int, workers: int, dev: torch.device):
+    if _is_device_loader(test_data):
+        loader = test_data.to(dev) if hasattr(test_data, "to") else test_data
+        if hasattr(loader, "replace"):  # no shuffling or augmentation at test time
+            loader = loader.replace(shuffle=False, crop=0, flip=False)
+        return loader.epoch_batches(0, 0, batch_size)
+    return iter(_loader(test_data, batch_size, False, None, workers, dev))
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, batches, dev: torch.device, amp_dtype, flip: bool, memory_format) -> Tuple[Tensor, Tensor]:
+    """Logits (float32) and targets of every test batch, gathered on the device and copied to the CPU once;
+    with ``flip``, the logits are the average over each image and its horizontal mirror."""
+    was_training = model.training
+    model.eval()
+    logits, targets = [], []
+    try:
+        for batch in batches:
+            x = batch[0].to(dev, non_blocking=True)
+            if memory_format is not None:
+                x = x.contiguous(memory_format=memory_format)
+            with _autocast(dev, amp_dtype):
+                out = model(x).logits.float()
+                if flip:
+                    out = (out + model(x.flip(3)).logits.float()) / 2
+            logits.append(out)
+            targets.append(batch[1])
+    finally:
+        model.train(was_training)
+    return torch.cat(logits).cpu(), torch.cat([t.to(dev) for t in targets]).cpu()
+
+
 def fit(
     model: nn.Module,
-    train_data: Dataset,
+    train_data: Union[Dataset, Any],
     config: TrainConfig,
-    test_data: Optional[Dataset] = None,
+    test_data: Optional[Union[Dataset, Any]] = None,
     checkpoint: Optional[PathLike] = None,
     device: Optional[Union[str, torch.device]] = None,
     progress: bool = True,
@@ -316,10 +573,13 @@ def fit(
     Args:
         model: a CAM model from :mod:`hncam_utils.models` (or anything returning ``CAMOutput`` with a
             ``classifier`` attribute on the unwrapped module).
-        train_data: a map-style data set of ``(image, target)`` or ``(image, target, box)``; targets are
-            class indices or multi-hot vectors.
+        train_data: a map-style data set of ``(image, target)`` or ``(image, target, box)`` (batched by a
+            ``DataLoader``), or a :class:`hncam_utils.data.DeviceLoader` (moved to the training device if
+            needed; ``fit`` asks it for each epoch's batches with its own ``seed`` and ``batch_size``).
+            Targets are class indices or multi-hot vectors.
         config: the :class:`TrainConfig`.
-        test_data: evaluated after every epoch (accuracy, or mAP for multi-label).
+        test_data: evaluated after every epoch (accuracy, or mAP for multi-label); a data set or a
+            ``DeviceLoader`` (evaluated without shuffling or augmentation).
         checkpoint: path of the checkpoint. If it exists: a finished run is loaded and returned without
             training; an unfinished one is resumed after its last completed epoch.
         device: default: :func:`hncam_utils.runtime.get_device`.
@@ -332,32 +592,103 @@ def fit(
         ``test_acc``/``test_map`` and ``test_loss`` when ``test_data`` is given, and ``seconds`` (training
         time of the epoch).
 
+    Checked once, up front (nothing inside the training loop): the config, the model (it needs a
+    ``classifier`` ``nn.Linear`` for HNC), that ``train_data`` is a non-empty map-style data set, and its labels:
+    all of them when it keeps a ``targets`` tensor/list (through ``Subset`` too), else the first sample's:
+    integer class indices in ``[0, C)`` (any integer dtype: int32 is fine) or multi-hot ``(C,)`` vectors of
+    0 and 1, with ``C`` the classifier's outputs. The checkpoint stores a fingerprint of the training data
+    (:func:`data_fingerprint`: length, number of classes, a hash of the labels), so a checkpoint of another
+    data set is refused rather than returned; checkpoints written before fingerprints existed still load.
+
     Raises:
-        CheckpointMismatchError: an existing checkpoint written with another config.
+        CheckpointMismatchError: an existing checkpoint written with another config, for other data, for
+            another model, or a file that is not a training checkpoint (e.g. a plain pretrained state_dict).
+        TypeError / ValueError: bad arguments or labels (the message names the argument and the fix).
+        FloatingPointError: the loss became NaN or infinite (the epoch's checkpoint is not written).
     """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}; e.g. TrainConfig(epochs=3)")
+    check_module("model", model, fix="e.g. hncam_utils.models.digits_cnn()")
+    check_bool("progress", progress)
+    for i, cb in enumerate(callbacks):
+        check_callable(f"callbacks[{i}]", cb, fix="a callback is called as cb(epoch, history)")
+    net = unwrap(model)
+    head = getattr(net, "classifier", None)
+    if config.hnc() is not None and not isinstance(head, nn.Linear):
+        raise TypeError(f"model must have a 'classifier' nn.Linear head for loss={config.loss!r} (HNC builds CAMs from "
+                        f"it), got {type(head).__name__}; use a model from hncam_utils.models or CAMNet(body, head)")
+    num_classes = head.out_features if isinstance(head, nn.Linear) else None
+    device_data = _is_device_loader(train_data)
+    if device_data:
+        data_classes = getattr(train_data, "num_classes", None)
+        if num_classes is not None and data_classes is not None and data_classes > num_classes:
+            raise ValueError(
+                f"the training data has {data_classes} classes but the model has {num_classes}: build the model "
+                f"with num_classes={data_classes}"
+            )
+        train_labels = train_data.targets.detach().cpu()  # once, before training: no per-step read-back
+        _check_labels(train_labels, "train_data", num_classes, whole=True)
+    else:
+        train_labels = _check_data(train_data, "train_data", num_classes)
+    if test_data is not None and not _is_device_loader(test_data):
+        _check_data(test_data, "test_data", num_classes)
+    if checkpoint is not None:
+        if not isinstance(checkpoint, (str, os.PathLike)):
+            raise TypeError(f"checkpoint must be a file path or None, got {type(checkpoint).__name__}")
+        if Path(checkpoint).is_dir():
+            raise IsADirectoryError(f"checkpoint={os.fspath(checkpoint)!r} is a folder; pass a file path such as "
+                                    "runs/my_run.pt (or use train_or_load with a run name)")
+    fingerprint = data_fingerprint(train_data, train_labels)
     dev = get_device(device)
     model.to(dev)
-    net = unwrap(model)
+    if device_data:
+        train_data = train_data.to(dev) if hasattr(train_data, "to") else train_data
+        n_samples = int(train_data.num_samples)
+    else:
+        n_samples = len(train_data)
     hnc_fn = config.hnc()
-    steps = math.ceil(len(train_data) / config.batch_size)
+    steps = math.ceil(n_samples / config.batch_size)
+    memory_format = torch.channels_last if (config.channels_last and dev.type == "cuda") else None
+    if memory_format is not None:
+        model.to(memory_format=memory_format)
     optimizer = _make_optimizer(model, config)
     scheduler = _make_scheduler(optimizer, config, steps)
     amp_dtype = _amp_dtype(dev, config.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     history: History = {}
     start_epoch = 0
+    # reading a value back is free on the CPU: check every step there; elsewhere only once per epoch
+    check_each_step = dev.type in _READBACK_FREE
 
     if checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint, map_location=dev)
+        if not isinstance(state, dict) or not {"model", "epoch", "history"} <= set(state):
+            raise CheckpointMismatchError(
+                f"{checkpoint} is not a training checkpoint written by fit (no 'model', 'epoch' and 'history' "
+                "entries; a plain state_dict such as pretrained weights?). To start from those weights, load them "
+                "with model.load_state_dict(torch.load(path, weights_only=True)) and give fit another checkpoint path"
+            )
         # a setting that an older checkpoint lacks was added later: it ran with that setting's default
         saved = {**TrainConfig().to_dict(), **state.get("config", {})}
-        if saved != config.to_dict():
-            diff = {k: (saved.get(k), v) for k, v in config.to_dict().items() if saved.get(k) != v}
+        wanted = config.to_dict()
+        for key in _EXECUTION_FIELDS:
+            saved.pop(key, None)
+            wanted.pop(key, None)
+        if saved != wanted:
+            diff = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
             raise CheckpointMismatchError(
                 f"checkpoint {checkpoint} was written with other settings (saved, requested): {diff}; "
                 "delete it or choose another checkpoint name"
             )
-        net.load_state_dict(state["model"])
+        _check_fingerprint(state.get("data"), fingerprint, checkpoint)
+        try:
+            net.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointMismatchError(
+                f"checkpoint {checkpoint} holds the weights of another model ({first}); build the model it was "
+                "trained with, or choose another checkpoint name"
+            ) from None
         history = {k: list(v) for k, v in state["history"].items()}
         start_epoch = int(state["epoch"])
         if start_epoch < config.epochs:
@@ -370,86 +701,126 @@ def fit(
         else:
             return history
 
-    test_loader = (
-        _loader(test_data, config.eval_batch_size, False, None, config.num_workers, dev) if test_data is not None else None
-    )
+    forward = torch.compile(model) if config.compile else model
+    cudnn_before = torch.backends.cudnn.benchmark
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    sum_dtype = torch.float32 if dev.type == "mps" else torch.float64
     epochs = _progress(range(start_epoch, config.epochs), progress, desc="epochs", initial=start_epoch,
                        total=config.epochs, leave=False)
-    for epoch in epochs:
-        model.train()
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-        loader = _loader(train_data, config.batch_size, True, generator, config.num_workers, dev)
-        sums = {"loss": 0.0, "ce": 0.0, "hnc": 0.0}
-        logits_all, targets_all = [], []
-        n = 0
-        t0 = time.perf_counter()
-        for batch in _progress(loader, progress, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False):
-            x = batch[0].to(dev, non_blocking=True)
-            y = batch[1].to(dev, non_blocking=True)
-            with _autocast(dev, amp_dtype):
-                out = model(x)
-                base = _base_loss(out.logits, y, config, net)
-                if hnc_fn is not None:
-                    hnc = hnc_fn.from_features(out.features, net.classifier, y, logits=out.logits)
-                    loss = base + config.hnc_lambda * hnc
+    try:
+        for epoch in epochs:
+            model.train()
+            if device_data:
+                batches = train_data.epoch_batches(epoch, config.seed, config.batch_size)
+                total = train_data.num_batches(config.batch_size) if hasattr(train_data, "num_batches") else steps
+            else:
+                generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+                batches = _loader(train_data, config.batch_size, True, generator, config.num_workers, dev)
+                total = len(batches)
+            # loss, base loss, HNC term (each times the batch size), correct predictions; on the device
+            sums = torch.zeros(4, device=dev, dtype=sum_dtype)
+            finite = torch.ones((), device=dev, dtype=torch.bool)
+            logits_all, targets_all = [], []  # multi-label only (mAP needs every score); kept on the device
+            n = 0
+            t0 = time.perf_counter()
+            for step, batch in enumerate(_progress(batches, progress, total=total,
+                                                   desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)):
+                x, y = batch[0], batch[1]
+                if not device_data and num_classes is not None and y.device.type == "cpu":  # free before the copy
+                    _check_labels_on_host(y, num_classes)
+                x = x.to(dev, non_blocking=True)
+                y = y.to(dev, non_blocking=True)
+                if memory_format is not None:
+                    x = x.contiguous(memory_format=memory_format)
+                with _autocast(dev, amp_dtype):
+                    out = forward(x)
+                    base = _base_loss(out.logits, y, config, net)
+                    if hnc_fn is not None:
+                        hnc = hnc_fn.from_features(out.features, net.classifier, y, logits=out.logits)
+                        loss = base + config.hnc_lambda * hnc
+                    else:
+                        hnc = torch.zeros((), device=dev)
+                        loss = base
+                if check_each_step:
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(
+                            f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1}; lower the learning "
+                            "rate or hnc_lambda"
+                        )
                 else:
-                    hnc = torch.zeros((), device=dev)
-                    loss = base
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss became {float(loss)} at epoch {epoch + 1}; lower the learning rate or hnc_lambda"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if config.schedule != "step":
+                    finite &= torch.isfinite(loss.detach())
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                if config.schedule != "step":
+                    scheduler.step()
+                bs = y.shape[0]
+                n += bs
+                logits = out.logits.detach()
+                if y.dim() == 1:
+                    correct = (logits.argmax(dim=1) == y).sum()
+                else:
+                    correct = torch.zeros((), device=dev)
+                    logits_all.append(logits.float())
+                    targets_all.append(y.detach())
+                step_sums = torch.stack([loss.detach().float() * bs, base.detach().float() * bs,
+                                         hnc.detach().float() * bs, correct.float()])
+                sums += step_sums.to(sum_dtype)
+            if config.schedule == "step":
                 scheduler.step()
-            bs = len(y)
-            n += bs
-            sums["loss"] += float(loss.detach()) * bs
-            sums["ce"] += float(base.detach()) * bs
-            sums["hnc"] += float(hnc.detach()) * bs
-            logits_all.append(out.logits.detach().float().cpu())
-            targets_all.append(y.detach().cpu())
-        if config.schedule == "step":
-            scheduler.step()
-        seconds = time.perf_counter() - t0
-        name, train_score = _score(torch.cat(logits_all), torch.cat(targets_all))
-        row: Dict[str, float] = {
-            "epoch": float(epoch + 1),
-            "lr": float(optimizer.param_groups[0]["lr"]),
-            "train_loss": sums["loss"] / n,
-            "train_ce": sums["ce"] / n,
-            "train_hnc": sums["hnc"] / n,
-            f"train_{name}": train_score,
-            "seconds": seconds,
-        }
-        if test_loader is not None:
-            logits, targets = predict(model, test_loader, dev)
-            tname, test_score = _score(logits, targets)
-            row[f"test_{tname}"] = test_score
-            row["test_loss"] = float(_base_loss(logits, targets, config.replace(label_smoothing=0.0), net))
-        for key, val in row.items():
-            history.setdefault(key, []).append(val)
-        if progress and hasattr(epochs, "set_postfix"):
-            epochs.set_postfix({k: round(v, 3) for k, v in row.items() if k in ("train_loss", f"test_{name}")})
-        if checkpoint is not None:
-            state = {
-                "model": net.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "epoch": epoch + 1,
-                "history": history,
-                "config": config.to_dict(),
-                "rng_cpu": torch.get_rng_state(),
+            # the one read-back of the epoch
+            values = sums.tolist()
+            if not bool(finite):
+                raise FloatingPointError(
+                    f"the loss was NaN or infinite in at least one step of epoch {epoch + 1} (checked once per "
+                    "epoch off the CPU); lower the learning rate or hnc_lambda. The epoch's checkpoint was not written."
+                )
+            seconds = time.perf_counter() - t0
+            if logits_all:
+                name, train_score = _score(torch.cat(logits_all).cpu(), torch.cat(targets_all).cpu())
+            else:
+                name, train_score = "acc", 100.0 * values[3] / max(n, 1)
+            row: Dict[str, float] = {
+                "epoch": float(epoch + 1),
+                "lr": float(optimizer.param_groups[0]["lr"]),
+                "train_loss": values[0] / n,
+                "train_ce": values[1] / n,
+                "train_hnc": values[2] / n,
+                f"train_{name}": train_score,
+                "seconds": seconds,
             }
-            if dev.type == "cuda":
-                state["rng_cuda"] = torch.cuda.get_rng_state()
-            save_checkpoint(state, checkpoint)
-        for cb in callbacks:
-            cb(epoch + 1, history)
+            if test_data is not None:
+                logits, targets = _predict(model, _eval_batches(test_data, config.eval_batch_size,
+                                                                config.num_workers, dev),
+                                           dev, amp_dtype, config.tta_flip, memory_format)
+                tname, test_score = _score(logits, targets)
+                row[f"test_{tname}"] = test_score
+                row["test_loss"] = float(_base_loss(logits, targets, config.replace(label_smoothing=0.0), net))
+            for key, val in row.items():
+                history.setdefault(key, []).append(val)
+            if progress and hasattr(epochs, "set_postfix"):
+                epochs.set_postfix({k: round(v, 3) for k, v in row.items() if k in ("train_loss", f"test_{name}")})
+            if checkpoint is not None:
+                state = {
+                    "model": net.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "config": config.to_dict(),
+                    "data": fingerprint,
+                    "rng_cpu": torch.get_rng_state(),
+                }
+                if dev.type == "cuda":
+                    state["rng_cuda"] = torch.cuda.get_rng_state()
+                save_checkpoint(state, checkpoint)
+            for cb in callbacks:
+                cb(epoch + 1, history)
+    finally:
+        torch.backends.cudnn.benchmark = cudnn_before
     return history
 
 
@@ -471,10 +842,22 @@ def train_or_load(
 
     Returns:
         ``(model, history)`` with the model in eval mode.
+
+    Raises:
+        TypeError: ``build_model`` not callable, or returning something that is not an ``nn.Module``.
+        ValueError: a ``name`` with a path separator or a leading dot; everything :func:`fit` raises.
     """
+    if isinstance(build_model, nn.Module):  # a built model is callable too, but calling it runs a forward pass
+        raise TypeError(f"build_model must be a function that builds the model, got a {type(build_model).__name__} "
+                        "instance; wrap it: lambda: digits_cnn() (train_or_load seeds before building)")
+    check_callable("build_model", build_model, fix="pass a function, e.g. lambda: digits_cnn()")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    path = checkpoint_path(name, cache_dir)
     seed_everything(config.seed)
     model = build_model()
-    history = fit(model, train_data, config, test_data=test_data, checkpoint=checkpoint_path(name, cache_dir),
-                  device=device, progress=progress)
+    check_module("build_model()", model, fix="build_model must return the network (e.g. lambda: digits_cnn()), "
+                                              "not the class or a tuple")
+    history = fit(model, train_data, config, test_data=test_data, checkpoint=path, device=device, progress=progress)
     model.eval()
     return model, history

@@ -82,11 +82,12 @@ def test_the_maths_depends_on_torch_alone():
     for mod in ("losses.py", "cam.py", "base_losses.py"):
         for name in _imports(PKG / mod):
             top = name.split(".")[0]
-            assert top in ("torch", "") or top in sys.stdlib_module_names or name in (".cam",), (mod, name)
+            assert top in ("torch", "") or top in sys.stdlib_module_names or name in (".cam", "._checks"), (mod, name)
 
 
 # Which package modules each layer may import (relative names); nothing below imports plots, widgets or cli.
 LAYERS = {
+    "_checks": set(),  # argument checks (torch + standard library only) that every module may import
     "cam": set(),
     "losses": {"cam"},
     "base_losses": set(),
@@ -103,11 +104,12 @@ LAYERS = {
     "locplots": {"cam", "wsol"},
     "cifar_experiment": {"data", "experiments", "metrics", "models", "paths", "train"},
     "train": {"losses", "base_losses", "metrics", "models", "runtime", "paths"},
-    "experiments": {"data", "metrics", "models", "train", "paths", "runtime"},
+    "experiments": {"data", "metrics", "models", "paths", "runtime", "train"},
+    "distributed": {"data", "download", "losses", "metrics", "models", "runtime", "train"},
     "robustness": {"models"},
     "plots": {"cam", "train"},
     "widgets": {"cam", "models", "plots"},
-    "cli": {"data", "experiments", "metrics", "plots", "runtime", "train"},
+    "cli": {"data", "distributed", "experiments", "metrics", "paths", "plots", "runtime", "train"},
 }
 
 
@@ -131,6 +133,7 @@ def test_layering(module):
                 used.add(target)
             elif name.startswith(".."):
                 used.add(name.lstrip(".").split(".")[0])
+    used.discard("_checks")  # the shared argument checks sit below every layer
     assert used <= LAYERS[module], f"{module} imports {sorted(used - LAYERS[module])}"
 
 

@@ -33,6 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .._checks import check_bool, check_choice, check_float, check_int, check_int_pair
+
 __all__ = [
     "ClutteredDigitsConfig",
     "ClutteredDigits",
@@ -88,27 +90,37 @@ class ClutteredDigitsConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.n_train < 0 or self.n_test < 0:
-            raise ValueError(f"n_train and n_test must be >= 0, got {self.n_train}, {self.n_test}")
-        if self.digit_size < 8 or self.canvas < self.digit_size:
-            raise ValueError(f"need 8 <= digit_size <= canvas, got digit_size={self.digit_size}, canvas={self.canvas}")
-        if self.distractor_classes not in ("random", "confusable"):
-            raise ValueError(f"distractor_classes must be 'random' or 'confusable', got {self.distractor_classes!r}")
-        lo, hi = self.fragment_size
-        if not 1 <= lo <= hi <= self.digit_size:
-            raise ValueError(f"fragment_size must satisfy 1 <= min <= max <= digit_size, got {self.fragment_size}")
-        if self.n_distractors < 0 or self.noise < 0:
-            raise ValueError("n_distractors and noise must be >= 0")
-        dmin, dmax = self.digits_per_canvas
-        if self.multi_label and not 1 <= dmin <= dmax <= NUM_CLASSES:
-            raise ValueError(f"digits_per_canvas must satisfy 1 <= min <= max <= 10, got {self.digits_per_canvas}")
-        if self.multi_label and dmax * self.digit_size > self.canvas * 2:
-            raise ValueError("too many digits for the canvas; lower digits_per_canvas or raise canvas")
-        if not 0 < self.test_fraction < 1:
-            raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
+        for name in ("n_train", "n_test", "n_distractors", "seed"):
+            check_int(name, getattr(self, name), min=0)
+        check_int("digit_size", self.digit_size, min=8, fix="the 8x8 source digits are upscaled to digit_size")
+        check_int("canvas", self.canvas, min=self.digit_size, fix=f"the canvas must hold a digit_size={self.digit_size} digit")
+        check_choice("distractor_classes", self.distractor_classes, ("random", "confusable"))
+        # stored as tuples: a list would make the config unhashable (configs key the build cache)
+        object.__setattr__(self, "fragment_size", check_int_pair(
+            "fragment_size", self.fragment_size, min=1, max=self.digit_size,
+            fix=f"fragments are (min, max) side crops of a digit_size={self.digit_size} digit"))
+        object.__setattr__(self, "digits_per_canvas", check_int_pair(
+            "digits_per_canvas", self.digits_per_canvas, min=1, max=NUM_CLASSES))
+        check_float("min_fragment_ink", self.min_fragment_ink, min=0, max=1,
+                    fix="the mean intensity in [0, 1] a fragment crop must reach, e.g. 0.2")
+        check_float("noise", self.noise, min=0, fix="the standard deviation of the Gaussian noise, e.g. 0.1")
+        check_bool("multi_label", self.multi_label)
+        check_float("test_fraction", self.test_fraction, min=0, max=1, min_open=True, max_open=True)
+        if self.multi_label:
+            if self.digits_per_canvas[1] * self.digit_size > self.canvas * 2:
+                raise ValueError(f"digits_per_canvas={self.digits_per_canvas} is too many digits for canvas={self.canvas}; "
+                                 "lower digits_per_canvas or raise canvas")
 
     def replace(self, **changes) -> "ClutteredDigitsConfig":
-        """A copy with some fields changed."""
+        """A copy with some fields changed.
+
+        Raises:
+            TypeError: an unknown field (the message lists the fields). ValueError: an invalid value.
+        """
+        fields = [f.name for f in dataclasses.fields(self)]
+        unknown = sorted(set(changes) - set(fields))
+        if unknown:
+            raise TypeError(f"unknown Cluttered Digits option(s) {', '.join(unknown)}; valid: {', '.join(fields)}")
         return dataclasses.replace(self, **changes)
 
 
@@ -133,6 +145,9 @@ def _upscaled_digits(digit_size: int) -> Tuple[np.ndarray, np.ndarray]:
 def source_split(seed: int = 0, test_fraction: float = 1 / 3) -> Tuple[np.ndarray, np.ndarray]:
     """Indices of the source digits used for train and for test: stratified by class, disjoint."""
     from sklearn.model_selection import train_test_split
+
+    check_int("seed", seed, min=0)
+    check_float("test_fraction", test_fraction, min=0, max=1, min_open=True, max_open=True)
 
     _, labels = _upscaled_digits(16)
     idx = np.arange(len(labels))
@@ -170,7 +185,11 @@ class _Builder:
             y, x = int(self.rng.integers(0, size - h + 1)), int(self.rng.integers(0, size - w + 1))
             if not any(_overlaps((x, y, x + w, y + h), t) for t in taken):
                 return y, x
-        raise RuntimeError("could not place a patch without overlap; lower the number of digits or fragments")
+        raise RuntimeError(
+            f"could not place a patch without overlap on a canvas={size} image; lower n_distractors="
+            f"{self.cfg.n_distractors}" + (f" or digits_per_canvas={self.cfg.digits_per_canvas}" if self.cfg.multi_label
+                                             else "") + ", or raise canvas"
+        )
 
     def _fragment(self, classes: Tuple[int, ...]) -> np.ndarray:
         lo, hi = self.cfg.fragment_size
@@ -185,7 +204,10 @@ class _Builder:
             if crop.mean() >= self.cfg.min_fragment_ink:
                 self.used.append(int(self.source[j]))
                 return crop
-        return crop  # pragma: no cover - extremely unlikely with the default ink threshold
+        raise RuntimeError(  # pragma: no cover - never seen with the default ink threshold
+            f"no fragment crop reached min_fragment_ink={self.cfg.min_fragment_ink} in 100 tries; lower "
+            "min_fragment_ink or raise fragment_size"
+        )
 
     def canvas(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray, List[int]]:
         cfg, rng, s = self.cfg, self.rng, self.cfg.digit_size
@@ -236,8 +258,9 @@ def make_cluttered_digits(cfg: ClutteredDigitsConfig, split: str) -> Dict[str, T
     Raises:
         ValueError: an unknown split.
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if not isinstance(cfg, ClutteredDigitsConfig):
+        raise TypeError(f"cfg must be a ClutteredDigitsConfig (e.g. SETTINGS['easy']), got {type(cfg).__name__}")
+    check_choice("split", split, ("train", "test"))
     train_src, test_src = source_split(cfg.seed, cfg.test_fraction)
     source = train_src if split == "train" else test_src
     n = cfg.n_train if split == "train" else cfg.n_test
@@ -289,6 +312,8 @@ class ClutteredDigits(Dataset):
     classes = CLASS_NAMES
 
     def __init__(self, split: str, config="easy", with_boxes: bool = False, **overrides) -> None:
+        check_choice("split", split, ("train", "test"))
+        check_bool("with_boxes", with_boxes)
         if isinstance(config, str):
             if config not in SETTINGS:
                 raise ValueError(f"unknown Cluttered Digits setting {config!r}; choose one of {sorted(SETTINGS)}")
