@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
-__all__ = ["data_home"]
+__all__ = ["data_home", "atomic_write_text"]
 
 
 def data_home(create: bool = True) -> Path:
@@ -38,3 +39,19 @@ def data_home(create: bool = True) -> Path:
         except OSError as exc:
             raise type(exc)(f"{source}: {root} cannot be created ({exc.strerror}); {fix}") from None
     return root
+
+
+def atomic_write_text(path: "os.PathLike | str", text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically: a temporary file in the same folder, then ``os.replace``.
+    An interruption leaves the previous file (or none), never a half-written one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path

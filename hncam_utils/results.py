@@ -20,9 +20,10 @@ import datetime as _dt
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+from .paths import atomic_write_text
 
 __all__ = ["results_path", "save_results", "load_results", "claim_row", "list_results"]
 
@@ -115,16 +116,7 @@ def save_results(
         "rows": _plain(list(rows)),
         "extra": _plain(dict(extra or {})),
     }
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=1, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write_text(path, json.dumps(payload, indent=1, allow_nan=False))
 
 
 def load_results(name: str, profile: str, root: Optional[PathLike] = None) -> Optional[Dict[str, Any]]:

@@ -32,7 +32,6 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
@@ -42,6 +41,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..paths import atomic_write_text
 from .cluttered_digits import CONFUSABLE
 
 __all__ = [
@@ -233,15 +233,7 @@ class NoisyLabels:
             "n": len(self.labels), "realised_rate": self.realised_rate,
             "clean_fingerprint": _fingerprint(self.clean), "labels": self.labels.tolist(),
         }
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(payload, f, separators=(",", ":"))
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_text(path, json.dumps(payload, separators=(",", ":")))
         return path
 
 
