@@ -97,6 +97,9 @@ LAYERS = {
     "paths": set(),
     "skips": {"paths"},
     "results": {"paths"},
+    "course": set(),  # the repository address and release (standard library only)
+    "claims": {"results"},  # notebook 10: the paper's claims from saved results (standard library only)
+    "claimplots": {"claims"},
     "download": {"paths"},
     "data": {"download", "paths"},
     "metrics": {"cam", "losses", "models"},
