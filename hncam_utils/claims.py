@@ -53,8 +53,9 @@ class Setting:
         notebook: the notebook's file stem, e.g. ``"04_real_images"``.
         data: a word that the saved rows' ``data`` field contains for this setting (case-insensitive), e.g.
             ``"Fashion"``; it is also what the table shows when the setting is missing.
-        profiles: the profiles in which the notebook runs this setting (CIFAR and CUB need the ``gpu``
-            profile and their data; everything else runs in every profile).
+        profiles: the profiles in which the notebook runs this setting (CIFAR and CUB: the ``gpu`` profile with
+            their data, or the ``smoke`` pipeline check on generated fixtures; everything else runs in every
+            profile).
         needs: what the setting needs beyond the course (said when it is missing).
     """
 
@@ -86,7 +87,7 @@ class Claim:
 
 
 _DIGITS = "Cluttered Digits"
-_GPU = ("gpu",)
+_GPU = ("smoke", "gpu")  # CIFAR and CUB: the gpu recipe, or the smoke pipeline check on fixtures
 _CIFAR_NEEDS = "CIFAR-10/100 and a GPU (python data_scripts/get_cifar.py)"
 _CUB_NEEDS = "CUB-200-2011, ImageNet-pretrained weights and a GPU (python data_scripts/get_cub200.py)"
 
@@ -224,6 +225,8 @@ def collect_claims(profile: str = "cpu", root: Optional[PathLike] = None) -> Cla
             runnable = [p for p in profiles if p in s.profiles]
             if runnable:
                 reason = f"run notebooks/{s.notebook}.ipynb with HNCAM_PROFILE={runnable[0]}"
+                if s.needs:
+                    reason += f" (needs {s.needs})"
             else:
                 reason = f"runs in the {'/'.join(s.profiles)} profile only; needs {s.needs or 'its data'}"
             missing.append({"claim": claim.key, "notebook": s.notebook, "data": s.data,

@@ -72,11 +72,11 @@ def test_missing_settings_say_what_to_run(saved):
     report = collect_claims("cpu", root=saved)
     missing = {(m["notebook"], m["data"]): m["reason"] for m in report.missing}
     assert missing[("04_real_images", "Fashion")] == "run notebooks/04_real_images.ipynb with HNCAM_PROFILE=cpu"
-    assert missing[("05_cub200", "CUB")].startswith("run notebooks/05_cub200.ipynb with HNCAM_PROFILE=gpu")
+    assert missing[("05_cub200", "CUB")].startswith("run notebooks/05_cub200.ipynb with HNCAM_PROFILE=gpu (needs CUB")
     assert "09_multilabel_and_other_losses" in missing_markdown(report)
-    smoke = collect_claims("smoke", root=saved)  # a smoke report reads smoke files only; gpu settings stay gpu
+    smoke = collect_claims("smoke", root=saved)  # a smoke report reads smoke files only
     assert all(r == [] for r in smoke.rows.values())
-    assert any("gpu profile only" in m["reason"] for m in smoke.missing)
+    assert all("HNCAM_PROFILE=smoke" in m["reason"] for m in smoke.missing)  # CIFAR/CUB run on fixtures in smoke
 
 
 def test_improvement_turns_lower_is_better_metrics_around(saved):

@@ -100,3 +100,25 @@ def test_a_course_run_prints_one_line_per_notebook_and_a_summary_and_stores_no_w
         assert not any(WIDGET in o.get("data", {}) for o in outputs)
         assert any("done 42" in "".join(o.get("text", "")) for o in outputs)
     assert (tmp_path / "build" / "00_tiny.html").exists()
+    index = (tmp_path / "build" / "index.html").read_text()
+    assert '<a href="00_tiny.html">00_tiny.ipynb</a>' in index and ">ok<" in index
+
+
+def test_the_index_keeps_earlier_rows_and_lists_skips(tmp_path):
+    first = [{"name": "01_a.ipynb", "title": "01 · A", "seconds": 61.0, "status": "ok", "reason": None, "parts": []},
+             {"name": "05_b.ipynb", "title": "05 · B", "seconds": 2.0, "status": "skipped",
+              "reason": "CUB-200-2011 is not in the data folder", "parts": []}]
+    rn.write_index(tmp_path, first, "cpu")
+    again = [{"name": "01_a.ipynb", "title": "01 · A", "seconds": 30.0, "status": "FAILED", "reason": None,
+              "parts": ["CIFAR-10 section: CIFAR-10 not found; run python data_scripts/get_cifar.py"]}]
+    page = rn.write_index(tmp_path, again, "cpu").read_text()
+    assert page.count("<tr><td>") == 2  # 05 kept from the first run, 01 replaced
+    assert "30.0 s" in page and "1 min 01 s" not in page and "s-FAILED" in page
+    assert "CUB-200-2011 is not in the data folder" in page and "get_cifar.py" in page
+    assert "2 notebooks, 32.0 s of run time in total" in page
+
+
+def test_notebook_title_is_the_first_heading(tmp_path):
+    nb = new_notebook(cells=[new_markdown_cell("[![badge](x)](y)\n\n# 07 · Attacks\n\ntext")])
+    nbformat.write(nb, tmp_path / "07.ipynb")
+    assert rn.notebook_title(tmp_path / "07.ipynb") == "07 · Attacks"

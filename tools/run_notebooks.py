@@ -182,6 +182,64 @@ def run_one(path: Path, out_dir: Path, timeout: int, inplace: bool, kernel: str,
     return error is None, seconds, error
 
 
+def notebook_title(path: Path) -> str:
+    """The first Markdown heading of a notebook (its title), without the leading ``#``."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return path.stem
+
+
+def write_index(out_dir: Path, records: Sequence[dict], profile: str) -> Path:
+    """Write ``index.html`` (and ``index.json``) next to the notebooks' HTML: one row per notebook with its
+    title, status, run time, the parts it skipped and why, and a link to its HTML.
+
+    Records of earlier runs into the same folder are kept (from ``index.json``) unless this run re-ran the
+    notebook, so ``--only 10`` updates one row of the course's index.
+    """
+    import html
+    import json
+
+    store = out_dir / "index.json"
+    known = {}
+    if store.exists():
+        try:
+            known = {r["name"]: r for r in json.loads(store.read_text(encoding="utf-8"))}
+        except (ValueError, KeyError, TypeError):
+            known = {}  # a damaged index is rebuilt from this run
+    for r in records:
+        known[r["name"]] = dict(r, profile=profile)
+    rows = [known[k] for k in sorted(known)]
+    store.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    total = sum(r["seconds"] for r in rows)
+    body = []
+    for r in rows:
+        notes = "<br>".join(html.escape(x) for x in ([r["reason"]] if r.get("reason") else []) + r.get("parts", []))
+        link = f'<a href="{html.escape(Path(r["name"]).with_suffix(".html").name)}">{html.escape(r["name"])}</a>'
+        body.append(f"<tr><td>{link}</td><td>{html.escape(r['title'])}</td><td class=s-{r['status']}>{r['status']}"
+                    f"</td><td>{html.escape(r['profile'])}</td><td style='text-align:right'>{format_seconds(r['seconds'])}"
+                    f"</td><td>{notes}</td></tr>")
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>HNC-CAM course: executed notebooks</title>
+<style>body{{font-family:sans-serif;max-width:70em;margin:2em auto}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}} .s-ok{{color:#176}} .s-skipped{{color:#a60}}
+.s-FAILED{{color:#b00;font-weight:bold}}</style></head><body>
+<h1>HNC-CAM course: executed notebooks</h1>
+<p>{len(rows)} notebooks, {format_seconds(total)} of run time in total. Each link opens the executed notebook.</p>
+<table><tr><th>notebook</th><th>title</th><th>status</th><th>profile</th><th>run time</th><th>skipped, and why</th></tr>
+{chr(10).join(body)}
+</table></body></html>
+"""
+    path = out_dir / "index.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
 def format_seconds(seconds: float) -> str:
     """``42.0 s`` below a minute, else ``7 min 05 s``."""
     if seconds < 60:
@@ -220,6 +278,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     skipped = []  # (notebook, reason): stopped for want of data or weights
     parts = []  # (notebook, line): sections a notebook skipped for want of data
     total = 0.0
+    records = []  # one per notebook, for the index page
     scratch = Path(tempfile.mkdtemp(prefix="hncam-course-"))
     try:
         env = kernel_environment(scratch / "ipython")
@@ -229,7 +288,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             ok, seconds, error = run_one(path, out_dir, args.timeout, args.inplace, args.kernel, env=env)
             total += seconds
             reason = None if ok else skip_reason(error)
+            mine = [line[len(SKIP_MARKER):].strip() for line in skipped_parts(out_dir / path.name)]
             parts += [(path.name, line) for line in skipped_parts(out_dir / path.name)]
+            records.append({"name": path.name, "title": notebook_title(path), "seconds": round(seconds, 1),
+                            "status": "ok" if ok else "skipped" if reason else "FAILED",
+                            "reason": reason.splitlines()[0] if reason else None, "parts": mine})
             print(f" {format_seconds(seconds):>12}  {'ok' if ok else 'skipped' if reason else 'FAILED'}", flush=True)
             if reason:
                 skipped.append((path.name, reason))
@@ -240,6 +303,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"    {type(error).__name__}: {message.splitlines()[-1] if message else ''}", flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        if records:
+            write_index(out_dir, records, profile)
     print(summary_line([p.name for p in paths], failed + [n for n, _ in skipped], total, out_dir, profile))
     if failed or skipped or parts:  # what ran, what was skipped and why
         print(skip_summary([p.name for p in paths], failed, skipped, parts))
