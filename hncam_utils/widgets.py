@@ -364,8 +364,11 @@ class CAMExplorer:
                 return compute_cams(feats, head.classifier, [class_id])[0, 0].float().cpu()
         from captum.attr import LayerGradCam
 
-        attr = LayerGradCam(head, head.block).attribute(feats, target=class_id,
-                                                       relu_attributions=method == "gradcam_relu")
+        # Grad-CAM needs gradients even when the caller is inside torch.no_grad() or torch.inference_mode()
+        # (a common notebook habit); the clone turns cached inference tensors into ordinary ones.
+        with torch.inference_mode(False), torch.enable_grad():
+            attr = LayerGradCam(head, head.block).attribute(feats.clone(), target=class_id,
+                                                           relu_attributions=method == "gradcam_relu")
         return attr[0, 0].detach().float().cpu()
 
     def _integrated_gradients(self, label: str, index: int, class_id: int) -> Tensor:
@@ -378,7 +381,8 @@ class CAMExplorer:
         model = self.models[label]
         image, _ = self.item(index)
         x = image[None].to(self._device(label)).float()
-        with _eval_mode(model):
+        with _eval_mode(model), torch.inference_mode(False), torch.enable_grad():
+            x = x.clone()  # an ordinary tensor even when the caller is in inference mode
             attr = IntegratedGradients(LogitsOnly(model)).attribute(
                 x, baselines=torch.zeros_like(x), target=class_id, n_steps=self.ig_steps,
                 internal_batch_size=self.ig_steps)

@@ -76,3 +76,12 @@ def test_bad_versions_and_names_raise(bad):
         course.release_tag(bad if bad is not None else 3)
     with pytest.raises(ValueError, match="notebook"):
         course.colab_url("notebooks/03_hnc_loss.ipynb")
+
+
+def test_readme_leads_with_notebook_10s_claims_table():
+    import update_readme
+
+    table = update_readme.notebook_table(ROOT / "notebooks" / "10_claims.ipynb")
+    text = (ROOT / "README.md").read_text()
+    assert update_readme.readme_table(text) == table.strip("\n"), "run: python tools/update_readme.py"
+    assert text.index(update_readme.START) < text.index("## "), "the claims table comes before the first section"
