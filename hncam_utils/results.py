@@ -78,6 +78,7 @@ def claim_row(
     baseline_mean: Optional[float] = None,
     loss_mean: Optional[float] = None,
     note: str = "",
+    headline: bool = True,
 ) -> Dict[str, Any]:
     """One paired comparison as plain data, for :func:`save_results`.
 
@@ -91,11 +92,15 @@ def claim_row(
         loss, baseline: the two labels compared (``loss - baseline``).
         baseline_mean, loss_mean: the two means over seeds, when known.
         note: anything a reader must know (e.g. "fixture data: pipeline check only").
+        headline: whether the row is one of the notebook's main results. Notebook 10's claim table shows the
+            headline rows (those comparing an HNC loss with its base loss); its figure shows every row.
+            Mark secondary metrics (e.g. clean accuracy in an attack notebook) ``headline=False``.
     """
     return _plain({
         "claim": claim, "notebook": notebook, "data": data, "model": model, "budget": budget,
         "profile": profile, "metric": metric, "unit": unit, "loss": loss, "baseline": baseline,
         "baseline_mean": baseline_mean, "loss_mean": loss_mean, "verdict": verdict, "note": note,
+        "headline": bool(headline),
     })
 
 

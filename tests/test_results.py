@@ -19,6 +19,7 @@ def test_round_trip_with_a_verdict(tmp_path):
     got = load_results("03_hnc_loss", "cpu", root=tmp_path)
     assert got["rows"][0]["verdict"]["verdict"] == "better"
     assert got["rows"][0]["verdict"]["differences"] == [4.0, 4.5, 5.0]
+    assert got["rows"][0]["headline"] is True  # rows are headline results unless marked otherwise
     assert got["extra"]["nan"] is None  # NaN is stored as null: strict JSON
     assert list_results(tmp_path) == [path]
     assert not list(path.parent.glob("*.tmp"))
@@ -45,3 +46,9 @@ def test_one_seed_verdict_is_stored_with_nulls(tmp_path):
     save_results("x", "smoke", [row], root=tmp_path)
     data = json.loads(results_path("x", "smoke", tmp_path).read_text())
     assert data["rows"][0]["verdict"]["ci_low"] is None and data["rows"][0]["verdict"]["verdict"] == "too few seeds to tell"
+
+
+def test_secondary_rows_are_marked():
+    row = claim_row("adversarial", paired_verdict([1.0, 2.0, 3.0]), notebook="07_adversarial", data="d", model="m",
+                    budget="b", profile="cpu", metric="clean test accuracy %", loss="hnc_kd", headline=False)
+    assert row["headline"] is False
