@@ -59,9 +59,9 @@ from .runtime import get_device, seed_everything
 from .train import (
     TrainConfig,
     _amp_dtype,
-    _autocast,
     _make_optimizer,
     _make_scheduler,
+    _train_step,
     load_checkpoint,
     save_checkpoint,
 )
@@ -934,29 +934,12 @@ def _run(args: argparse.Namespace, world: World, on_step: Optional[Callable[[int
         bar = tqdm(total=steps, initial=step, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
                    leave=False, dynamic_ncols=True)
         for batch in loader:
-            x = batch[0].to(dev, non_blocking=True)
-            y = batch[1].to(dev, non_blocking=True)
-            with _autocast(dev, amp_dtype):
-                out = model(x)
-                base = F.cross_entropy(out.logits.float(), y, label_smoothing=cfg.label_smoothing)
-                if hnc_fn is not None:
-                    hnc = hnc_fn.from_features(out.features, unwrap(net).classifier, y, logits=out.logits)
-                    loss = base + cfg.hnc_lambda * hnc
-                else:
-                    hnc = torch.zeros((), device=dev)
-                    loss = base
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if cfg.schedule != "step":
-                scheduler.step()
-            # running sums stay on the device: no step waits for the host
-            bs = float(len(y))
-            bad += (~torch.isfinite(loss.detach())).long()
-            sums += torch.stack([loss.detach().float() * bs, base.detach().float() * bs, hnc.detach().float() * bs,
-                                 (out.logits.detach().argmax(1) == y).sum().float(),
-                                 loss.new_full((), bs, dtype=torch.float32)]).to(sum_dtype)
+            # fit's own training step (loss, backward, optimizer and scheduler); its sums stay on the device:
+            # no step waits for the host
+            step_sums, ok, _ = _train_step(model, unwrap(net), batch[0], batch[1], cfg, hnc_fn, optimizer, scheduler,
+                                           scaler, dev, amp_dtype)
+            bad += (~ok).long()
+            sums += torch.cat([step_sums, step_sums.new_full((1,), float(len(batch[1])))]).to(sum_dtype)
             step += 1
             global_step += 1
             bar.update(1)

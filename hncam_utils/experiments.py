@@ -119,7 +119,9 @@ _PERCENT = {"posi_frac", "pointing", "energy_in_box"}
 
 @dataclass
 class RunResult:
-    """One trained run: which loss and seed, its history, its test metrics and the model (eval mode)."""
+    """One trained run: which loss and seed, its history, its test metrics and the model (eval mode);
+    ``predictions``: the predicted class of every test image where the runner keeps them
+    (:func:`fashion_runs` does, so a confusion matrix needs no second pass over the test set)."""
 
     label: str
     seed: int
@@ -127,6 +129,7 @@ class RunResult:
     history: History
     metrics: Dict[str, float]
     model: nn.Module = field(repr=False)
+    predictions: Optional[torch.Tensor] = field(default=None, repr=False)
 
 
 def data_tag(config: ClutteredDigitsConfig) -> str:
@@ -354,7 +357,7 @@ class FashionSetting:
 
     @property
     def tag(self) -> str:
-        """The data-set part of the cached runs' names, e.g. ``fmnist-20k`` or ``fmnist-fixture-600``."""
+        """The data-set part of the cached runs' names, e.g. ``fmnist-15k`` or ``fmnist-fixture-600``."""
         if self.fixture:
             tag = f"fmnist-fixture-{self.n_train}"
         else:
@@ -372,12 +375,12 @@ class FashionSetting:
                            eval_batch_size=1000).replace(**changes)
 
 
-#: Per profile. ``cpu``: 20,000 training images, 3 epochs, the full test set, 3 paired seeds (about 5 minutes
-#: for the nine runs on 2 cores); ``gpu``: all 60,000 images, 15 epochs, crop + flip, 5 seeds; ``smoke``:
-#: generated idx fixtures (seconds).
+#: Per profile. ``cpu``: 15,000 training images, 3 epochs, the full test set, 3 paired seeds (the nine runs fit
+#: notebook 04's 5-minute budget on 2 idle cores: about 12 s per epoch of 20,000 images measured there);
+#: ``gpu``: all 60,000 images, 15 epochs, crop + flip, 5 seeds; ``smoke``: generated idx fixtures (seconds).
 COURSE_FASHION: Dict[str, FashionSetting] = {
     "smoke": FashionSetting(n_train=600, n_test=200, epochs=1, seeds=(0, 1, 2), batch_size=64, fixture=True),
-    "cpu": FashionSetting(n_train=20000, n_test=None, epochs=3, seeds=(0, 1, 2)),
+    "cpu": FashionSetting(n_train=15000, n_test=None, epochs=3, seeds=(0, 1, 2)),
     "gpu": FashionSetting(n_train=None, n_test=None, epochs=15, seeds=(0, 1, 2, 3, 4), crop=2, flip=True),
 }
 
@@ -449,6 +452,7 @@ def fashion_runs(
     device: Optional[Union[str, torch.device]] = None,
     progress: bool = True,
     eval_k: int = 3,
+    curves: bool = False,
 ) -> List[RunResult]:
     """The course's Fashion-MNIST runs for ``profile`` (default: the current one): trained once (notebook
     04), loaded from the cache afterwards (same setting, loss and seed give the same run name).
@@ -460,10 +464,13 @@ def fashion_runs(
         setting: a :class:`FashionSetting` instead of the profile's.
         root, device: see :func:`fashion_loaders`. cache_dir: where runs are cached.
         eval_k: top negatives averaged in ``neg_peak_topk``.
+        curves: also evaluate on the test split after every epoch (``test_acc``/``test_loss`` in the history,
+            for learning curves). Off by default: the final evaluation gives the metrics, and a pass over the
+            10,000 test images per epoch costs about a quarter of a ``cpu``-profile epoch.
 
     Returns:
         One :class:`RunResult` per (spec, seed), in the order of ``specs`` then ``seeds``; metrics on the
-        test split (``top1``, negative-CAM statistics ...).
+        test split (``top1``, negative-CAM statistics ...) and the ``predictions`` on it.
     """
     from .models import digits_cnn
     from .runtime import get_profile
@@ -480,11 +487,13 @@ def fashion_runs(
             if progress:
                 print(f"[{spec.label} seed {seed}] {name}", flush=True)
             net, history = train_or_load(lambda: digits_cnn(num_classes=10), train_loader, config, name,
-                                         test_data=test_loader, cache_dir=cache_dir, device=device,
-                                         progress=progress)
-            metrics = evaluate(net, test_loader, k=eval_k)
+                                         test_data=test_loader if curves else None, cache_dir=cache_dir,
+                                         device=device, progress=progress)
+            outputs: Dict[str, torch.Tensor] = {}
+            metrics = evaluate(net, test_loader, k=eval_k, outputs=outputs)
             metrics["sec_per_epoch"] = float(np.mean(history["seconds"])) if history.get("seconds") else math.nan
-            results.append(RunResult(spec.label, int(seed), config, history, metrics, net))
+            results.append(RunResult(spec.label, int(seed), config, history, metrics, net,
+                                     predictions=outputs["logits"].argmax(dim=1)))
     return results
 
 

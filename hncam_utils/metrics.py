@@ -351,6 +351,7 @@ def evaluate(
     k: int = 3,
     localization: bool = True,
     threshold: float = 0.5,
+    outputs: Optional[Dict[str, Tensor]] = None,
 ) -> Dict[str, float]:
     """Accuracy, negative-CAM statistics and (when batches carry boxes) localization over a loader.
 
@@ -360,6 +361,8 @@ def evaluate(
         k: how many top negatives ``neg_peak_topk`` averages over.
         localization: compute pointing game / energy in box / box IoU when boxes are given (single-label).
         threshold: the CAM box threshold (share of the maximum).
+        outputs: a dict to receive the pass's ``"logits"`` ``(N, C)`` and ``"targets"`` (on the CPU), so that
+            a confusion matrix needs no second pass over the data.
 
     Returns:
         Means over the data set: ``top1`` (and ``top5`` with >= 5 classes) or ``map`` for multi-label,
@@ -370,6 +373,8 @@ def evaluate(
     check_int("k", k, min=1)
     check_bool("localization", localization)
     check_float("threshold", threshold, min=0, max=1, fix="a share of the CAM's maximum, e.g. 0.5")
+    if outputs is not None and not isinstance(outputs, dict):
+        raise TypeError(f"outputs must be a dict to fill (or None), got {type(outputs).__name__}")
     device = device or next(model.parameters()).device
     net = unwrap(model)
     was_training = model.training
@@ -396,6 +401,8 @@ def evaluate(
     if n == 0:
         raise ValueError("the loader yielded no data")
     logits, targets = torch.cat(all_logits), torch.cat(all_targets)
+    if outputs is not None:
+        outputs.update(logits=logits, targets=targets)
     result = {key: val / n for key, val in sums.items()}
     # ratio of means: per-image ratios explode where an untrained model's GT peak is near zero
     result["neg_ratio"] = sums["neg_peak"] / sums["gt_peak"] if sums["gt_peak"] > 0 else float("nan")

@@ -43,6 +43,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Un
 import torch
 from torch import Tensor, nn
 
+from ._checks import check_bool, check_int, check_module
 from .models import LogitsOnly
 
 __all__ = [
@@ -92,8 +93,11 @@ def _check_attack(attack: str, norm: str, steps: int, step_size: Optional[float]
         raise ValueError("FGSM is an Linf attack (a sign step); use attack='pgd' for norm='L2'")
     if name == "pgd" and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
         raise ValueError(f"steps must be an integer >= 1 for PGD, got {steps!r}")
-    if step_size is not None and not (math.isfinite(float(step_size)) and float(step_size) > 0):
-        raise ValueError(f"step_size must be a number > 0 (or None for the default), got {step_size!r}")
+    if step_size is not None:
+        if isinstance(step_size, bool) or not isinstance(step_size, (int, float)):
+            raise TypeError(f"step_size must be a number > 0 (or None for the default), got {step_size!r}")
+        if not (math.isfinite(step_size) and step_size > 0):
+            raise ValueError(f"step_size must be a number > 0 (or None for the default), got {step_size!r}")
     try:
         lo, hi = (float(b) for b in bounds)
     except (TypeError, ValueError):
@@ -231,23 +235,6 @@ def _pgd_class():
     return _PGD
 
 
-def _perturb(net: nn.Module, x: Tensor, y: Tensor, eps: float, attack: str, norm: str, steps: int,
-             step_size: Optional[float], random_start: bool, bounds: Bounds) -> Tensor:
-    from captum.robust import FGSM
-
-    lo, hi = float(bounds[0]), float(bounds[1])
-    loss = nn.CrossEntropyLoss(reduction="none")
-    with warnings.catch_warnings():
-        # Captum warns each step that it switched on requires_grad for the (detached) images: expected here
-        warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require gradients")
-        if attack == "fgsm":
-            return FGSM(net, loss_func=loss, lower_bound=lo, upper_bound=hi).perturb(x, epsilon=eps, target=y).detach()
-        step = step_size if step_size is not None else default_step_size(eps, steps, norm, x[0].numel())
-        pgd = _pgd_class()(net, loss_func=loss, lower_bound=lo, upper_bound=hi)
-        return pgd.perturb(x, radius=eps, step_size=step, step_num=steps, target=y, random_start=random_start,
-                           norm=norm).detach()
-
-
 def _seeded(seed: Optional[int], device: torch.device):
     if seed is None:
         return contextlib.nullcontext()
@@ -261,6 +248,49 @@ def _seeded(seed: Optional[int], device: torch.device):
             yield
 
     return _cm()
+
+
+@dataclass(frozen=True)
+class _Attack:
+    """One attack's checked settings, and the per-batch steps that :func:`adversarial_examples` and
+    :func:`accuracy_under_attack` share (check and move a batch, run Captum's FGSM or PGD on it)."""
+
+    attack: str
+    norm: str
+    steps: int
+    step_size: Optional[float]
+    random_start: bool
+    bounds: Bounds
+
+    @classmethod
+    def checked(cls, attack: str, norm: str, steps: int, step_size: Optional[float], random_start: bool,
+                bounds: Bounds) -> "_Attack":
+        name, norm = _check_attack(attack, norm, steps, step_size, bounds)
+        random_start = check_bool("random_start", random_start, fix="pass True for a uniform start in the ball")
+        lo, hi = (float(b) for b in bounds)
+        return cls(name, norm, steps, None if step_size is None else float(step_size), random_start, (lo, hi))
+
+    def batch(self, images: Tensor, targets: Tensor, device: torch.device) -> Tuple[Tensor, Tensor]:
+        """The checked batch as float images and targets on ``device``."""
+        _check_batch(images, targets, self.bounds)
+        return images.to(device).float(), targets.to(device)
+
+    def perturb(self, net: nn.Module, x: Tensor, y: Tensor, eps: float, seed: Optional[int]) -> Tensor:
+        """Adversarial ``x`` for a logits model ``net`` (in attack mode); ``seed`` seeds PGD's random start."""
+        from captum.robust import FGSM
+
+        lo, hi = self.bounds
+        loss = nn.CrossEntropyLoss(reduction="none")
+        with warnings.catch_warnings(), _seeded(seed, x.device):
+            # Captum warns each step that it switched on requires_grad for the (detached) images: expected here
+            warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require gradients")
+            if self.attack == "fgsm":
+                return FGSM(net, loss_func=loss, lower_bound=lo, upper_bound=hi).perturb(x, epsilon=eps, target=y).detach()
+            step = self.step_size if self.step_size is not None else default_step_size(eps, self.steps, self.norm,
+                                                                                     x[0].numel())
+            pgd = _pgd_class()(net, loss_func=loss, lower_bound=lo, upper_bound=hi)
+            return pgd.perturb(x, radius=eps, step_size=step, step_num=self.steps, target=y,
+                               random_start=self.random_start, norm=self.norm).detach()
 
 
 # ------------------------------------------------------------------------------------------ public API
@@ -303,17 +333,16 @@ def adversarial_examples(
         ValueError: a negative or non-finite ``epsilon``, an unknown attack or norm, FGSM with ``norm="L2"``,
             ``steps < 1``, ``step_size <= 0``, bad ``bounds``, images outside the bounds, targets that are not
             ``(B,)`` class indices.
-        TypeError: a model that returns neither a tensor nor an output with ``.logits``.
+        TypeError: a model that is not an ``nn.Module`` or returns neither a tensor nor an output with
+            ``.logits``; a ``step_size``, ``random_start`` or ``seed`` of the wrong type.
     """
     eps = _check_epsilon(epsilon)
-    attack, norm = _check_attack(attack, norm, steps, step_size, bounds)
-    _check_batch(images, targets, bounds)
-    device = _device_of(model, None)
-    x, y = images.to(device).float(), targets.to(device)
+    spec = _Attack.checked(attack, norm, steps, step_size, random_start, bounds)
+    check_module("model", model)
+    seed = check_int("seed", seed, none_ok=True, fix="pass an int (or None for the global random state)")
+    x, y = spec.batch(images, targets, _device_of(model, None))
     with _attack_mode(model):
-        net = _logits_model(model, x)
-        with _seeded(seed, device):
-            return _perturb(net, x, y, eps, attack, norm, steps, step_size, random_start, bounds)
+        return spec.perturb(_logits_model(model, x), x, y, eps, seed)
 
 
 @dataclass(frozen=True)
@@ -427,16 +456,22 @@ def accuracy_under_attack(
         ValueError: an empty or negative/non-finite ``epsilons``, an unknown attack or norm, FGSM with L2,
             ``steps < 1``, ``step_size <= 0``, bad bounds, images outside the bounds, non-index targets, or a
             loader that yields no images.
+        TypeError: a model that is not an ``nn.Module``; a ``step_size``, ``random_start``, ``seed`` or
+            ``progress`` of the wrong type.
     """
     eps_list = _check_epsilons(epsilons)
-    attack, norm = _check_attack(attack, norm, steps, step_size, bounds)
+    spec = _Attack.checked(attack, norm, steps, step_size, random_start, bounds)
+    check_module("model", model)
+    seed = check_int("seed", seed, none_ok=True, fix="pass an int (or None for the global random state)")
+    check_bool("progress", progress)
     dev = _device_of(model, device)
     batches: Iterable = loader
     if progress:
         from tqdm.auto import tqdm
 
         total = len(loader) if hasattr(loader, "__len__") else None
-        batches = tqdm(loader, total=total, desc=f"{attack.upper()}-{norm} x {len(eps_list)} eps", leave=False)
+        batches = tqdm(loader, total=total, desc=f"{spec.attack.upper()}-{spec.norm} x {len(eps_list)} eps",
+                       leave=False)
     correct: List[List[Tensor]] = [[] for _ in eps_list]
     net: Optional[nn.Module] = None
     n = 0
@@ -444,16 +479,14 @@ def accuracy_under_attack(
         for b, batch in enumerate(batches):
             if not isinstance(batch, (tuple, list)) or len(batch) < 2:
                 raise ValueError("the loader must yield (images, targets) or (images, targets, boxes) batches")
-            images, targets = batch[0], batch[1]
-            _check_batch(images, targets, bounds)
-            if len(targets) == 0:
+            x, y = spec.batch(batch[0], batch[1], dev)
+            if len(y) == 0:
                 continue
-            x, y = images.to(dev).float(), targets.to(dev)
             if net is None:
                 net = _logits_model(model, x)
             for e, eps in enumerate(eps_list):
-                with _seeded(None if seed is None or not random_start else seed * 1_000_003 + b, dev):
-                    adv = _perturb(net, x, y, eps, attack, norm, steps, step_size, random_start, bounds)
+                batch_seed = None if seed is None or not spec.random_start else seed * 1_000_003 + b
+                adv = spec.perturb(net, x, y, eps, batch_seed)
                 with torch.no_grad():
                     pred = net(adv).argmax(dim=1)
                 correct[e].append((pred == y).cpu())
@@ -462,5 +495,6 @@ def accuracy_under_attack(
         raise ValueError("the loader yielded no images; check the data set (is it empty?) and the loader")
     table = torch.stack([torch.cat(c) for c in correct])
     accuracy = tuple(100.0 * float(row.float().mean()) for row in table)
-    return RobustnessCurve(eps_list, accuracy, n, attack, norm, steps if attack == "pgd" else 1, step_size,
-                           random_start if attack == "pgd" else False, table)
+    pgd = spec.attack == "pgd"
+    return RobustnessCurve(eps_list, accuracy, n, spec.attack, spec.norm, spec.steps if pgd else 1, spec.step_size,
+                           spec.random_start and pgd, table)

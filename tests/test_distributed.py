@@ -245,6 +245,55 @@ def test_cifar10_and_cub200_from_format_faithful_fixtures(tmp_path, monkeypatch,
     assert "cub200 (8 train / 8 val images, 4 classes)" in out and "(8 images)" in out
 
 
+def test_fit_and_the_train_command_share_one_training_step(folder, tmp_path, monkeypatch, one_thread):
+    """One step function (train._train_step) serves fit and the command, so their training cannot drift."""
+    from hncam_utils import train as train_mod
+    from hncam_utils.models import digits_cnn
+
+    assert D._train_step is train_mod._train_step
+    original, calls = train_mod._train_step, []
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("check_now"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(D, "_train_step", counting)
+    monkeypatch.setattr(train_mod, "_train_step", counting)
+    assert D.main(args_for(folder, tmp_path / "cmd", "--epochs", "1")) == 0
+    assert len(calls) == 6  # 24 images, batch 4: every step of the command went through it
+    calls.clear()
+    train = D.build_datasets("imagefolder", folder, 16, False)[0]
+    train_mod.fit(digits_cnn(3, in_channels=3, width=4), train, train_mod.TrainConfig(epochs=1, batch_size=8),
+                  device="cpu", progress=False)
+    assert calls == [f"epoch 1, step {i}" for i in (1, 2, 3)]  # and every step of fit (checked at once on the CPU)
+
+
+READBACKS = ("__bool__", "__float__", "__int__", "__index__", "item", "tolist", "cpu", "numpy")
+
+
+def test_the_train_command_reads_nothing_back_per_step(folder, tmp_path, monkeypatch, one_thread):
+    """Off the CPU a read-back stalls the GPU queue: the command's read-backs do not grow with the number of
+    steps (6 steps of 4 images against 3 of 8: the same images, so the data pipeline's host work is equal)."""
+    from hncam_utils import losses as losses_mod
+
+    counts = []
+    for batch in ("4", "8"):
+        calls = []
+        with monkeypatch.context() as m:
+            m.setattr(losses_mod, "_READBACK_FREE", ())  # the loss behaves as on a GPU
+            for name in READBACKS:
+                def wrapper(self, *args, _original=getattr(torch.Tensor, name), _name=name, **kwargs):
+                    calls.append(_name)
+                    return _original(self, *args, **kwargs)
+
+                m.setattr(torch.Tensor, name, wrapper)
+            rc = D.main(args_for(folder, tmp_path / batch, "--epochs", "1", "--batch-size", batch,
+                                 "--checkpoint-every", "1000"))
+        assert rc == 0
+        counts.append(sorted(calls))
+    assert counts[0] == counts[1]
+
+
 # ------------------------------------------------------------------------------------------ bad input, one process
 
 

@@ -199,21 +199,26 @@ def test_the_real_system_copy_verifies(tmp_path):
 
 def test_course_fashion_runs_are_cached_and_their_names_stable(tmp_path):
     """The shared Fashion-MNIST runs (notebook 04 trains them, 06/07 reload them): names must not change."""
-    from hncam_utils.experiments import COURSE_FASHION, DEFAULT_SPECS, fashion_runs
+    from hncam_utils.experiments import COURSE_FASHION, DEFAULT_SPECS, fashion_loaders, fashion_runs
     from hncam_utils.train import checkpoint_path, run_name
 
-    assert COURSE_FASHION["cpu"].tag == "fmnist-20k" and COURSE_FASHION["gpu"].tag == "fmnist-60k-augc2f"
+    assert COURSE_FASHION["cpu"].tag == "fmnist-15k" and COURSE_FASHION["gpu"].tag == "fmnist-60k-augc2f"
     assert COURSE_FASHION["smoke"].fixture and COURSE_FASHION["smoke"].tag == "fmnist-fixture-600"
     cs = COURSE_FASHION["cpu"]
     names = [run_name(cs.tag, "digits_cnn", s.apply(cs.recipe(seed=seed))) for s in DEFAULT_SPECS.values()
              for seed in cs.seeds]
-    assert names[0] == "fmnist-20k_digits_cnn_ce_e3_s0" and names[-1] == "fmnist-20k_digits_cnn_hnc_kd_k3_lam0.1_e3_s2"
+    assert names[0] == "fmnist-15k_digits_cnn_ce_e3_s0" and names[-1] == "fmnist-15k_digits_cnn_hnc_kd_k3_lam0.1_e3_s2"
     specs = {"ce": DEFAULT_SPECS["ce"]}
     runs = fashion_runs(specs, profile="smoke", seeds=[0], cache_dir=tmp_path, progress=False)
     (run,) = runs
     name = run_name(COURSE_FASHION["smoke"].tag, "digits_cnn", run.config)
     ckpt = checkpoint_path(name, tmp_path)
     assert ckpt.exists() and run.metrics["top1"] >= 0 and "neg_peak" in run.metrics
+    # the kept predictions are the evaluation's: their accuracy is top1 (no second pass needed for confusions)
+    _, test_loader = fashion_loaders("smoke", device="cpu")
+    acc = 100.0 * (run.predictions == test_loader.targets.cpu()).float().mean().item()
+    assert run.predictions.shape == (len(test_loader.targets),) and acc == pytest.approx(run.metrics["top1"])
+    assert "test_acc" not in run.history  # no per-epoch test pass unless curves=True
     mtime = ckpt.stat().st_mtime
     again = fashion_runs(specs, profile="smoke", seeds=[0], cache_dir=tmp_path, progress=False)
     assert ckpt.stat().st_mtime == mtime and again[0].metrics["top1"] == run.metrics["top1"]

@@ -246,3 +246,24 @@ def test_normalized_puts_the_normalisation_inside_the_model():
         Normalized(model, 0.3, 0.0)
     with pytest.raises(ValueError, match="one value per channel"):
         Normalized(model, [0.1, 0.2, 0.3], [0.2])
+
+
+def test_wrong_types_name_the_argument():
+    """Settings of the wrong type are refused by name before any attack runs (both public functions share
+    one checked set-up)."""
+    model = mean_threshold_model()
+    x, y = flat_images(VALUES), torch.tensor(LABELS)
+    with pytest.raises(TypeError, match="step_size must be a number"):
+        adversarial_examples(model, x, y, 0.1, attack="pgd", step_size="0.01")
+    with pytest.raises(TypeError, match="random_start must be True or False"):
+        adversarial_examples(model, x, y, 0.1, attack="pgd", random_start="yes")
+    with pytest.raises(TypeError, match="seed must be an int"):
+        adversarial_examples(model, x, y, 0.1, seed=1.5)
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        adversarial_examples(lambda t: t, x, y, 0.1)
+    with pytest.raises(TypeError, match="random_start must be True or False"):
+        accuracy_under_attack(model, toy_loader(), [0.1], attack="pgd", random_start=1, progress=False)
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        accuracy_under_attack(model, toy_loader(), [0.1], progress="no")
+    with pytest.raises(TypeError, match="seed must be an int"):
+        accuracy_under_attack(model, toy_loader(), [0.1], seed="0", progress=False)
