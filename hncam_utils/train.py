@@ -563,6 +563,74 @@ def _predict(model: nn.Module, batches, dev: torch.device, amp_dtype, flip: bool
     return torch.cat(logits).cpu(), torch.cat([t.to(dev) for t in targets]).cpu()
 
 
+def _train_step(
+    model: nn.Module,
+    net: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    config: TrainConfig,
+    hnc_fn: Optional[HNCLoss],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    dev: torch.device,
+    amp_dtype: Optional[torch.dtype],
+    *,
+    memory_format: Optional[torch.memory_format] = None,
+    check_now: Optional[str] = None,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """One optimizer step of ``loss = base(logits, y) + hnc_lambda * HNC(features, classifier, y)``.
+
+    The training step of both :func:`fit` and ``python -m hncam_utils train`` (:mod:`hncam_utils.distributed`),
+    kept in one place so that the two cannot drift apart: move the batch to ``dev``, forward under autocast,
+    base loss (:func:`_base_loss`), HNC through :meth:`HNCLoss.from_features` on ``net.classifier``, backward
+    through the grad scaler, optimizer step, and the per-batch scheduler step (every schedule but ``"step"``).
+
+    Args:
+        model: what runs the forward pass (the model, its ``torch.compile`` or its DDP wrapper).
+        net: the unwrapped model (its ``classifier`` head builds the CAMs; a cosine head gives CosFace's scale).
+        check_now: where this step is (e.g. ``"epoch 2, step 7"``) to read the loss back at once and raise
+            before the update when it is not finite (on the CPU, where reading costs nothing); ``None``: no
+            read-back (the caller checks the returned flag once per epoch).
+
+    Returns:
+        ``(sums, finite, logits)``, all on ``dev`` without a host synchronisation: ``sums`` = float32
+        ``[loss * B, base * B, hnc * B, correct]`` (``correct`` is 0 for multi-hot targets), ``finite`` a bool
+        scalar (the loss was finite), ``logits`` detached.
+
+    Raises:
+        FloatingPointError: with ``check_now``, a non-finite loss (the weights are not updated).
+    """
+    x = x.to(dev, non_blocking=True)
+    y = y.to(dev, non_blocking=True)
+    if memory_format is not None:
+        x = x.contiguous(memory_format=memory_format)
+    with _autocast(dev, amp_dtype):
+        out = model(x)
+        base = _base_loss(out.logits, y, config, net)
+        if hnc_fn is not None:
+            hnc = hnc_fn.from_features(out.features, net.classifier, y, logits=out.logits)
+            loss = base + config.hnc_lambda * hnc
+        else:
+            hnc = torch.zeros((), device=dev)
+            loss = base
+    finite = torch.isfinite(loss.detach())
+    if check_now is not None and not bool(finite):
+        raise FloatingPointError(f"loss became {float(loss.detach())} at {check_now}; lower the learning rate or hnc_lambda")
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    if config.schedule != "step":
+        scheduler.step()
+    bs = y.shape[0]
+    logits = out.logits.detach()
+    correct = (logits.argmax(dim=1) == y).sum() if y.dim() == 1 else torch.zeros((), device=dev)
+    sums = torch.stack([loss.detach().float() * bs, base.detach().float() * bs, hnc.detach().float() * bs,
+                        correct.float()])
+    return sums, finite, logits
+
+
 def fit(
     model: nn.Module,
     train_data: Union[Dataset, Any],
@@ -734,44 +802,15 @@ def fit(
                 x, y = batch[0], batch[1]
                 if not device_data and num_classes is not None and y.device.type == "cpu":  # free before the copy
                     _check_labels_on_host(y, num_classes)
-                x = x.to(dev, non_blocking=True)
-                y = y.to(dev, non_blocking=True)
-                if memory_format is not None:
-                    x = x.contiguous(memory_format=memory_format)
-                with _autocast(dev, amp_dtype):
-                    out = forward(x)
-                    base = _base_loss(out.logits, y, config, net)
-                    if hnc_fn is not None:
-                        hnc = hnc_fn.from_features(out.features, net.classifier, y, logits=out.logits)
-                        loss = base + config.hnc_lambda * hnc
-                    else:
-                        hnc = torch.zeros((), device=dev)
-                        loss = base
-                if check_each_step:
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(
-                            f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1}; lower the learning "
-                            "rate or hnc_lambda"
-                        )
-                else:
-                    finite &= torch.isfinite(loss.detach())
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                if config.schedule != "step":
-                    scheduler.step()
-                bs = y.shape[0]
-                n += bs
-                logits = out.logits.detach()
-                if y.dim() == 1:
-                    correct = (logits.argmax(dim=1) == y).sum()
-                else:
-                    correct = torch.zeros((), device=dev)
+                step_sums, ok, logits = _train_step(
+                    forward, net, x, y, config, hnc_fn, optimizer, scheduler, scaler, dev, amp_dtype,
+                    memory_format=memory_format, check_now=f"epoch {epoch + 1}, step {step + 1}" if check_each_step else None,
+                )
+                finite &= ok
+                n += y.shape[0]
+                if y.dim() != 1:
                     logits_all.append(logits.float())
-                    targets_all.append(y.detach())
-                step_sums = torch.stack([loss.detach().float() * bs, base.detach().float() * bs,
-                                         hnc.detach().float() * bs, correct.float()])
+                    targets_all.append(y)
                 sums += step_sums.to(sum_dtype)
             if config.schedule == "step":
                 scheduler.step()
