@@ -488,7 +488,10 @@ def _score(logits: Tensor, targets: Tensor) -> Tuple[str, float]:
 def _amp_dtype(device: torch.device, enabled: bool) -> Optional[torch.dtype]:
     if not enabled or device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # bf16 only where the tensor cores do it (Ampere, compute capability 8, and later). Older GPUs such as
+    # Colab's T4 (7.5) report bf16 as "supported" through emulation, which is slow: use fp16 + a loss scaler.
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return torch.bfloat16 if torch.cuda.get_device_capability(index)[0] >= 8 else torch.float16
 
 
 def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
