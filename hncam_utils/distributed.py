@@ -30,7 +30,14 @@ What makes several processes right:
 
 Bad input (a world larger than the data set, a rank that cannot reach the others within ``--dist-timeout``, an
 ``--out`` that is not writable, contradictory options) ends every rank with exit status 2 and one line on
-rank 0 that names the problem and the fix, without a traceback.
+rank 0 that names the problem and the fix, without a traceback. Under ``torchrun`` the launcher itself then
+exits with status 1 and prints its failure summary (with a traceback of its own process, which no worker can
+turn off); the workers hand it the same line, so the summary's root cause names the problem.
+
+What was tested and what was not: the tests run 1 process and 2 ``gloo`` processes on one CPU machine
+(``torchrun --standalone`` and hand-started ranks), with an exact resume after a kill. ``nccl``, CUDA devices,
+mixed precision under DDP and several machines were not run here (no GPU): the backend, the device of each
+process (``cuda:LOCAL_RANK``) and the arguments given to DDP are checked with a faked torchrun environment.
 """
 
 from __future__ import annotations
@@ -80,6 +87,8 @@ __all__ = [
     "build_cam_model",
     "official_lambda",
     "load_model",
+    "init_world",
+    "wrap_ddp",
     "run",
     "main",
     "EPILOG",
@@ -112,12 +121,19 @@ momentum 0.9, weight decay 1e-4, batch 256 over 8 GPUs, 120 epochs, lr x0.1 ever
       --epochs 120 --batch-size 256 --lr 0.1 --out runs/in1k-r101-kd --checkpoint-every 1000
   (--loss hnc_mse --hnc-lambda 0.07 for the mse variant; ResNet-152 kd: --model resnet152 --hnc-lambda 0.0048)
 
-Several machines (run on each of the 2 nodes; HOST:PORT reachable from all of them, --out on shared storage):
+Several machines (the same command on each of the 2 nodes; HOST:29400 reachable from all of them, the data
+at the same --data-root on every node, --out on shared storage; not --standalone):
   torchrun --nnodes=2 --nproc-per-node=8 --rdzv-backend=c10d --rdzv-endpoint=HOST:29400 --rdzv-id=in1k \\
-      -m hncam_utils train ... (same options)
+      -m hncam_utils train --data imagefolder --data-root /data/imagenet --model resnet101 --loss hnc_kd \\
+      --k 100 --hnc-lambda 0.0065 --epochs 120 --batch-size 256 --lr 0.1 --out /shared/runs/in1k-r101-kd \\
+      --checkpoint-every 1000
+  (--batch-size is the global batch: the official 256 over 16 GPUs is 16 images per GPU; for 32 per GPU use
+  --batch-size 512 --lr 0.2, which is no longer the official recipe)
 
 Restart the same command to resume from --out/checkpoint.pt (mid-epoch with --checkpoint-every).
 Exit status: 0 done, 1 failure during training (the checkpoint is kept), 2 bad input (one line on rank 0).
+Under torchrun, torchrun exits with 1 and prints a failure summary whose root cause repeats that line.
+Tested on CPUs with 2 gloo processes; NCCL, GPUs and several machines were not run by the tests.
 """
 
 
@@ -753,6 +769,19 @@ def _gather_sums(world: World, sums: Tensor) -> List[List[float]]:
     return [p.tolist() for p in parts]
 
 
+def wrap_ddp(model: nn.Module, world: World) -> nn.Module:
+    """``model`` (already on ``world.device``) in :class:`~torch.nn.parallel.DistributedDataParallel` when there
+    are several processes: ``device_ids=[LOCAL_RANK's GPU]`` on CUDA (nccl), no ``device_ids`` on the CPU (gloo);
+    the model itself for one process. DDP copies rank 0's weights to every rank here. BatchNorm stays plain
+    BatchNorm (``SyncBatchNorm`` refuses CPU tensors; per-GPU batch statistics, as in the official recipe)."""
+    if not world.distributed:
+        return model
+    if world.device.type == "cuda":
+        return nn.parallel.DistributedDataParallel(model, device_ids=[world.device.index],
+                                                   output_device=world.device.index)
+    return nn.parallel.DistributedDataParallel(model)
+
+
 def _check_finite(world: World, bad: Tensor, epoch: int) -> None:
     total = bad.clone()
     if world.distributed:
@@ -765,6 +794,13 @@ def _check_finite(world: World, bad: Tensor, epoch: int) -> None:
 def run(args: argparse.Namespace, on_step: Optional[Callable[[int], None]] = None) -> int:
     """Run ``python -m hncam_utils train`` with parsed ``args`` on this process; returns the exit status.
 
+    Bad input ends every rank with status 2 and one line on rank 0 (``error: ...``, no traceback); a failure
+    during training (a non-finite loss, a lost peer) with status 1. Under ``torchrun`` the same line also goes
+    to the error file that torchrun's agent reads (``TORCHELASTIC_ERROR_FILE``), so the failure summary that
+    torchrun prints when a worker exits with a non-zero status names the problem instead of pointing to its
+    documentation (that summary and its traceback come from the launcher's own process and cannot be turned off
+    from the workers).
+
     Args:
         args: from a parser set up by :func:`add_arguments`.
         on_step: called with the global step number after every optimizer step (and any checkpoint of that
@@ -773,25 +809,17 @@ def run(args: argparse.Namespace, on_step: Optional[Callable[[int], None]] = Non
     try:
         world = init_world(args.device, args.dist_timeout)
     except _PeerError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
+        return _fail(str(exc), 2, show=True)
     except UsageError as exc:
-        if world_rank_zero():
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
+        return _fail(str(exc), 2, show=world_rank_zero())
     try:
         return _run(args, world, on_step)
     except _PeerError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
+        return _fail(str(exc), 2, show=True)
     except UsageError as exc:
-        if world.main:
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
+        return _fail(str(exc), 2, show=world.main)
     except FloatingPointError as exc:
-        if world.main:
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 1
+        return _fail(str(exc), 1, show=world.main)
     except KeyboardInterrupt:
         if world.main:
             print(f"\ninterrupted; run the same command again to resume from {args.out / CHECKPOINT}",
@@ -800,13 +828,27 @@ def run(args: argparse.Namespace, on_step: Optional[Callable[[int], None]] = Non
     except Exception as exc:
         if world.distributed and _lost_peer(exc):
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            print(f"error: rank {world.rank} lost contact with the other processes ({first}); one of them failed or "
-                  f"stopped: see its output, then run the same command again to resume from {args.out / CHECKPOINT}",
-                  file=sys.stderr, flush=True)
-            return 1
+            return _fail(f"rank {world.rank} lost contact with the other processes ({first}); one of them failed or "
+                         f"stopped: see its output, then run the same command again to resume from "
+                         f"{args.out / CHECKPOINT}", 1, show=True)
         raise
     finally:
         _destroy()
+
+
+def _fail(message: str, status: int, show: bool) -> int:
+    """Print ``error: message`` (where ``show``), hand the message to torchrun's agent, return ``status``."""
+    if show:
+        print(f"error: {message}", file=sys.stderr, flush=True)
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path:  # the agent shows this message in its failure summary (torch's own format, without a traceback)
+        data = {"message": {"message": f"error: {message}", "extraInfo": {"timestamp": str(int(time.time()))}}}
+        try:
+            with open(path, "w") as f:
+                json.dump(data, f)
+        except OSError:  # pragma: no cover - the summary then points to torch's documentation instead
+            pass
+    return status
 
 
 _PEER_SIGNS = ("gloo", "nccl", "connection reset", "connection closed", "broken pipe", "timed out", "timeout",
@@ -852,9 +894,7 @@ def _run(args: argparse.Namespace, world: World, on_step: Optional[Callable[[int
     seed_everything(cfg.seed)  # the same seed on every rank: the same initial weights
     model = build_cam_model(args.model, num_classes, pretrained=args.pretrained, width=args.width).to(dev)
     net = model
-    if world.distributed:
-        ddp_kwargs = {"device_ids": [dev.index]} if dev.type == "cuda" else {}
-        model = nn.parallel.DistributedDataParallel(net, **ddp_kwargs)
+    model = wrap_ddp(net, world)
     hnc_fn = cfg.hnc()
     optimizer = _make_optimizer(net, cfg)
     scheduler = _make_scheduler(optimizer, cfg, steps)
