@@ -460,6 +460,7 @@ def fashion_runs(
     progress: bool = True,
     eval_k: int = 3,
     curves: bool = False,
+    test_metrics: bool = True,
 ) -> List[RunResult]:
     """The course's Fashion-MNIST runs for ``profile`` (default: the current one): trained once (notebook
     04), loaded from the cache afterwards (same setting, loss and seed give the same run name).
@@ -474,6 +475,9 @@ def fashion_runs(
         curves: also evaluate on the test split after every epoch (``test_acc``/``test_loss`` in the history,
             for learning curves). Off by default: the final evaluation gives the metrics, and a pass over the
             10,000 test images per epoch costs about a quarter of a ``cpu``-profile epoch.
+        test_metrics: evaluate every run on the test split (metrics and predictions). ``False`` only loads (or
+            trains) the runs: ``metrics`` then holds ``sec_per_epoch`` alone and ``predictions`` is ``None``, for a
+            notebook that measures its own metrics (notebook 07 attacks a subset of the test images).
 
     Returns:
         One :class:`RunResult` per (spec, seed), in the order of ``specs`` then ``seeds``; metrics on the
@@ -497,10 +501,10 @@ def fashion_runs(
                                          test_data=test_loader if curves else None, cache_dir=cache_dir,
                                          device=device, progress=progress)
             outputs: Dict[str, torch.Tensor] = {}
-            metrics = evaluate(net, test_loader, k=eval_k, outputs=outputs)
+            metrics = evaluate(net, test_loader, k=eval_k, outputs=outputs) if test_metrics else {}
             metrics["sec_per_epoch"] = float(np.mean(history["seconds"])) if history.get("seconds") else math.nan
             results.append(RunResult(spec.label, int(seed), config, history, metrics, net,
-                                     predictions=outputs["logits"].argmax(dim=1)))
+                                     predictions=outputs["logits"].argmax(dim=1) if test_metrics else None))
     return results
 
 
