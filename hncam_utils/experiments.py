@@ -122,7 +122,10 @@ _PERCENT = {"posi_frac", "pointing", "energy_in_box"}
 class RunResult:
     """One trained run: which loss and seed, its history, its test metrics and the model (eval mode);
     ``predictions``: the predicted class of every test image where the runner keeps them
-    (:func:`fashion_runs` does, so a confusion matrix needs no second pass over the test set)."""
+    (:func:`fashion_runs` and :func:`run_experiment` do, so a confusion matrix needs no second pass over the
+    test set); ``logits``: the test images' ``(N, C)`` logits from the same evaluation pass, where the runner
+    keeps them (:func:`run_experiment` does: probabilities, confidences and per-image losses need no second
+    pass either)."""
 
     label: str
     seed: int
@@ -131,6 +134,7 @@ class RunResult:
     metrics: Dict[str, float]
     model: nn.Module = field(repr=False)
     predictions: Optional[torch.Tensor] = field(default=None, repr=False)
+    logits: Optional[torch.Tensor] = field(default=None, repr=False)
 
 
 def data_tag(config: ClutteredDigitsConfig) -> str:
@@ -246,7 +250,8 @@ def run_experiment(
             images (``noisy_fit``, ``noisy_clean``, ``clean_fit``).
 
     Returns:
-        One :class:`RunResult` per (spec, seed), in the order of ``specs`` then ``seeds``.
+        One :class:`RunResult` per (spec, seed), in the order of ``specs`` then ``seeds``, with the test
+        metrics and the test set's ``logits`` and ``predictions`` from that one evaluation pass.
     """
     if isinstance(data, str) and data not in SETTINGS:
         raise ValueError(f"unknown setting data={data!r}; choose one of {sorted(SETTINGS)}")
@@ -292,13 +297,15 @@ def run_experiment(
                 fit_set, config, name, test_data=test_set, cache_dir=cache_dir, device=device, progress=progress,
             )
             loader = DataLoader(test_set, batch_size=config.eval_batch_size)
-            metrics = evaluate(net, loader, k=eval_k)
+            outputs: Dict[str, torch.Tensor] = {}
+            metrics = evaluate(net, loader, k=eval_k, outputs=outputs)
             metrics["sec_per_epoch"] = float(np.mean(history["seconds"])) if history.get("seconds") else math.nan
             if isinstance(fit_set, NoisyLabelDataset):
                 metrics["top1_peak"] = float(max(history["test_acc"]))
                 logits, _ = predict(net, DataLoader(train_set, batch_size=config.eval_batch_size))
                 metrics.update(fit_set.noise.memorisation(logits.argmax(dim=1)))
-            results.append(RunResult(spec.label, int(seed), config, history, metrics, net))
+            results.append(RunResult(spec.label, int(seed), config, history, metrics, net,
+                                     predictions=outputs["logits"].argmax(dim=1), logits=outputs["logits"]))
     return results
 
 

@@ -103,7 +103,7 @@ LAYERS = {
     "wsol": {"cam", "metrics", "models"},
     "finegrained": {"data", "experiments", "metrics", "models", "paths", "train", "wsol"},
     "locplots": {"cam", "wsol"},
-    "cifar_experiment": {"data", "experiments", "metrics", "models", "paths", "train"},
+    "cifar_experiment": {"data", "experiments", "metrics", "models", "paths", "runtime", "train"},
     "train": {"losses", "base_losses", "metrics", "models", "runtime", "paths"},
     "experiments": {"data", "metrics", "models", "paths", "runtime", "train"},
     "distributed": {"data", "download", "losses", "metrics", "models", "runtime", "train"},
