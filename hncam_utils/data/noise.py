@@ -49,6 +49,7 @@ __all__ = [
     "NOISE_KINDS",
     "DIGITS_FLIPS",
     "CIFAR10_FLIPS",
+    "FASHION_FLIPS",
     "NoisyLabels",
     "make_noisy_labels",
     "load_noisy_labels",
@@ -68,6 +69,11 @@ DIGITS_FLIPS: Dict[int, int] = {c: partners[0] for c, partners in CONFUSABLE.ite
 #: CIFAR-10 (class ids of ``torchvision.datasets.CIFAR10``): truck -> automobile, bird -> airplane,
 #: deer -> horse, cat <-> dog; airplane, automobile, frog, horse and ship keep their labels.
 CIFAR10_FLIPS: Dict[int, int] = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+
+#: Fashion-MNIST (class ids of ``torchvision.datasets.FashionMNIST``): the course's own choice of look-alike
+#: classes, by analogy with the CIFAR-10 pairs (not a table from the literature): T-shirt/top <-> shirt,
+#: pullover <-> coat, sandal -> sneaker, ankle boot -> sneaker; trouser, dress, sneaker and bag keep their labels.
+FASHION_FLIPS: Dict[int, int] = {0: 6, 6: 0, 2: 4, 4: 2, 5: 7, 9: 7}
 
 
 def _fingerprint(labels: Tensor) -> str:
