@@ -692,8 +692,10 @@ def _setup(args: argparse.Namespace, world: World) -> _Setup:
     except (ValueError, TypeError) as exc:
         raise UsageError(f"{exc}") from None
     _check_model_options(args.model, args.pretrained, args.width)
-    if args.pretrained and world.main:
-        build_cam_model(args.model, num_classes, pretrained=True)  # fetches the weights once, before the others
+    if args.pretrained and world.local_rank == 0:
+        # the first process of each machine fetches the weights into that machine's cache, before the others
+        # read them (the barrier of _agree), so the processes of a machine never download the same file at once
+        build_cam_model(args.model, num_classes, pretrained=True)
     settings = _settings(args, config, num_classes)
     state = _load_state(args.out / CHECKPOINT, settings, world) if world.main else None
     return _Setup(config, SeededAugmentation(train, args.seed), val, classes, settings, state, notes)
