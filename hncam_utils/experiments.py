@@ -487,6 +487,7 @@ def fashion_runs(
     eval_k: int = 3,
     curves: bool = False,
     label_noise: Union[Mapping[str, Any], NoisyLabels, None] = None,
+    test_metrics: bool = True,
 ) -> List[RunResult]:
     """The course's Fashion-MNIST runs for ``profile`` (default: the current one): trained once (notebook
     04), loaded from the cache afterwards (same setting, loss and seed give the same run name).
@@ -505,6 +506,10 @@ def fashion_runs(
             noise defaults to :data:`~hncam_utils.data.noise.FASHION_FLIPS`. The metrics then also hold the
             memorisation shares on the training images (``noisy_fit``, ``noisy_clean``, ``clean_fit``) and,
             with ``curves=True``, ``top1_peak``.
+        test_metrics: evaluate every run on the test split (metrics and predictions). ``False`` only loads (or
+            trains) the runs: ``metrics`` then holds ``sec_per_epoch`` (and the memorisation shares with
+            ``label_noise``) and ``predictions`` is ``None``, for a notebook that measures its own metrics
+            (notebook 07 attacks a subset of the test images).
 
     A spec's ``model`` (e.g. ``"digits_cnn_cosine"`` for CosFace) replaces the default ``digits_cnn``.
 
@@ -540,7 +545,7 @@ def fashion_runs(
                                          test_data=test_loader if curves else None, cache_dir=cache_dir,
                                          device=device, progress=progress)
             outputs: Dict[str, torch.Tensor] = {}
-            metrics = evaluate(net, test_loader, k=eval_k, outputs=outputs)
+            metrics = evaluate(net, test_loader, k=eval_k, outputs=outputs) if test_metrics else {}
             metrics["sec_per_epoch"] = float(np.mean(history["seconds"])) if history.get("seconds") else math.nan
             if noise is not None:
                 if history.get("test_acc"):
@@ -548,7 +553,7 @@ def fashion_runs(
                 logits, _ = predict(net, train_loader.replace(batch_size=1000, shuffle=False, crop=0, flip=False))
                 metrics.update(noise.memorisation(logits.argmax(dim=1)))
             results.append(RunResult(spec.label, int(seed), config, history, metrics, net,
-                                     predictions=outputs["logits"].argmax(dim=1)))
+                                     predictions=outputs["logits"].argmax(dim=1) if test_metrics else None))
     return results
 
 
