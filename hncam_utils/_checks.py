@@ -30,6 +30,7 @@ __all__ = [
     "check_callable",
     "check_module",
     "check_folder",
+    "check_file_stem",
 ]
 
 
@@ -247,3 +248,19 @@ def check_folder(name: str, path: Any, *, create: bool = True, writable: bool = 
             raise type(exc)(f"{name}={str(folder)!r} is not writable: {exc.strerror}"
                             f"{_fix(fix or 'choose a folder you can write to')}") from None
     return folder
+
+
+def check_file_stem(name: str, value: Any, fix: str = "") -> str:
+    """``value`` if it can name a file on its own (it becomes ``<folder>/<value>.pt`` or ``.json``): a non-empty
+    string without ``/`` or ``\\`` that does not start with ``.`` (so it cannot leave its folder or hide).
+
+    Raises:
+        TypeError: not a string. ValueError: empty, blank, with a path separator, or starting with a dot.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string (a plain file name), got {show(value)} "
+                        f"({type(value).__name__}){_fix(fix)}")
+    if not value.strip() or any(c in value for c in "/\\") or value.startswith("."):
+        raise ValueError(f"{name} must be a non-empty name without '/', '\\' or a leading '.', got {show(value)}"
+                         f"{_fix(fix)}")
+    return value

@@ -28,12 +28,13 @@ a few lines and is tested against its definition (``tests/test_base_losses.py``)
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, Dict
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ._checks import check_choice, check_float
 
 __all__ = ["BASE_LOSSES", "generalized_cross_entropy", "focal_loss", "cosface_loss", "check_base_loss"]
 
@@ -42,9 +43,14 @@ BASE_LOSSES = ("ce", "gce", "focal", "cosface")
 
 
 def _check_inputs(logits: Tensor, targets: Tensor, reduction: str) -> None:
+    """Shapes and dtypes (metadata only); class indices in ``[0, C)`` when the targets are on the CPU, where
+    reading them costs no GPU synchronisation (elsewhere the training engine checks the labels once, up front)."""
     if not isinstance(logits, Tensor) or logits.dim() != 2:
         shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
         raise ValueError(f"logits must have shape (B, C), got {shape}")
+    if not logits.dtype.is_floating_point:
+        raise TypeError(f"logits must be a floating-point tensor (the model's raw scores), got dtype {logits.dtype}; "
+                        "convert it with logits.float()")
     if not isinstance(targets, Tensor) or targets.dim() != 1 or targets.shape[0] != logits.shape[0]:
         shape = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
         raise ValueError(
@@ -53,8 +59,12 @@ def _check_inputs(logits: Tensor, targets: Tensor, reduction: str) -> None:
         )
     if targets.dtype.is_floating_point or targets.dtype == torch.bool:
         raise TypeError(f"targets must be integer class indices, got dtype {targets.dtype}")
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if targets.device.type == "cpu" and targets.numel():
+        lo, hi = int(targets.min()), int(targets.max())
+        if lo < 0 or hi >= logits.shape[1]:
+            raise ValueError(f"targets must be class indices in [0, {logits.shape[1] - 1}] for {logits.shape[1]} "
+                             f"classes, got values in [{lo}, {hi}]; check the labels and the model's number of classes")
+    check_choice("reduction", reduction, ("mean", "sum", "none"))
 
 
 def _reduce(values: Tensor, reduction: str) -> Tensor:
@@ -85,12 +95,12 @@ def generalized_cross_entropy(logits: Tensor, targets: Tensor, q: float = 0.7, r
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
 
     Raises:
-        ValueError: ``q`` outside ``(0, 1]``, shapes that do not match, an unknown reduction.
+        ValueError: ``q`` outside ``(0, 1]``, shapes that do not match, class indices outside ``[0, C)`` (checked
+            when the targets are on the CPU), an unknown reduction.
+        TypeError: a ``q`` that is not a number, integer logits, non-integer targets.
     """
     _check_inputs(logits, targets, reduction)
-    if isinstance(q, bool) or not isinstance(q, numbers.Real) or not 0 < float(q) <= 1:
-        raise ValueError(f"q must lie in (0, 1] (q -> 0 is cross-entropy, q = 1 is MAE), got {q!r}")
-    q = float(q)
+    q = check_float("q", q, min=0, min_open=True, max=1, fix="q lies in (0, 1] (q -> 0 is cross-entropy, q = 1 is MAE)")
     values = -torch.expm1(q * _label_log_prob(logits, targets)) / q
     return _reduce(values, reduction)
 
@@ -105,11 +115,12 @@ def focal_loss(logits: Tensor, targets: Tensor, gamma: float = 2.0, reduction: s
         reduction: ``"mean"`` over the batch (not over batch x classes), ``"sum"`` or ``"none"``.
 
     Raises:
-        ValueError: ``gamma < 0``, shapes that do not match, an unknown reduction.
+        ValueError: ``gamma < 0`` (or not finite), shapes that do not match, class indices outside ``[0, C)``
+            (on the CPU), an unknown reduction.
+        TypeError: a ``gamma`` that is not a number, integer logits, non-integer targets.
     """
     _check_inputs(logits, targets, reduction)
-    if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or float(gamma) < 0:
-        raise ValueError(f"gamma must be a number >= 0 (0 is cross-entropy), got {gamma!r}")
+    gamma = check_float("gamma", gamma, min=0, fix="0 is cross-entropy, 2 the paper's value")
     log_p = _label_log_prob(logits, targets)
     weight = (-torch.expm1(log_p)).clamp_min(0).pow(float(gamma))  # (1 - p_y)^gamma, accurate near p_y = 1
     return _reduce(-weight * log_p, reduction)
@@ -130,13 +141,13 @@ def cosface_loss(
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
     Raises:
-        ValueError: ``scale <= 0``, ``margin`` outside ``[0, 1)``, shapes that do not match.
+        ValueError: ``scale <= 0``, ``margin`` outside ``[0, 1)``, shapes that do not match, class indices
+            outside ``[0, C)`` (on the CPU).
+        TypeError: a ``scale`` or ``margin`` that is not a number, integer logits, non-integer targets.
     """
     _check_inputs(logits, targets, reduction)
-    if not float(scale) > 0:
-        raise ValueError(f"scale must be > 0 (the cosine head's s), got {scale!r}")
-    if not 0 <= float(margin) < 1:
-        raise ValueError(f"margin must lie in [0, 1) (a cosine margin), got {margin!r}")
+    scale = check_float("scale", scale, min=0, min_open=True, fix="pass the cosine head's s (model.classifier.scale)")
+    margin = check_float("margin", margin, min=0, max=1, max_open=True, fix="a cosine margin in [0, 1), e.g. 0.35")
     z = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
     shifted = z - float(scale) * float(margin) * F.one_hot(targets.long(), z.shape[1]).to(z.dtype)
     return F.cross_entropy(shifted, targets.long(), reduction=reduction)
@@ -146,14 +157,10 @@ def check_base_loss(name: str, params: Dict[str, Any]) -> None:
     """Validate a base-loss name and its parameters (``gce_q``, ``focal_gamma``, ``margin``) up front.
 
     Raises:
-        ValueError: an unknown name or an invalid parameter.
+        ValueError: an unknown name or a parameter out of range. TypeError: a parameter that is not a number.
     """
     if name not in BASE_LOSSES:
         raise ValueError(f"unknown base loss {name!r}; choose one of {BASE_LOSSES}")
-    q, gamma, margin = params.get("gce_q", 0.7), params.get("focal_gamma", 2.0), params.get("margin", 0.35)
-    if not 0 < float(q) <= 1:
-        raise ValueError(f"gce_q must lie in (0, 1], got {q!r}")
-    if not float(gamma) >= 0:
-        raise ValueError(f"focal_gamma must be >= 0, got {gamma!r}")
-    if not 0 <= float(margin) < 1:
-        raise ValueError(f"margin must lie in [0, 1), got {margin!r}")
+    check_float("gce_q", params.get("gce_q", 0.7), min=0, min_open=True, max=1, fix="gce_q lies in (0, 1]")
+    check_float("focal_gamma", params.get("focal_gamma", 2.0), min=0, fix="focal_gamma is a number >= 0, e.g. 2")
+    check_float("margin", params.get("margin", 0.35), min=0, max=1, max_open=True, fix="a cosine margin in [0, 1)")

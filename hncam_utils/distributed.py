@@ -30,7 +30,14 @@ What makes several processes right:
 
 Bad input (a world larger than the data set, a rank that cannot reach the others within ``--dist-timeout``, an
 ``--out`` that is not writable, contradictory options) ends every rank with exit status 2 and one line on
-rank 0 that names the problem and the fix, without a traceback.
+rank 0 that names the problem and the fix, without a traceback. Under ``torchrun`` the launcher itself then
+exits with status 1 and prints its failure summary (with a traceback of its own process, which no worker can
+turn off); the workers hand it the same line, so the summary's root cause names the problem.
+
+What was tested and what was not: the tests run 1 process and 2 ``gloo`` processes on one CPU machine
+(``torchrun --standalone`` and hand-started ranks), with an exact resume after a kill. ``nccl``, CUDA devices,
+mixed precision under DDP and several machines were not run here (no GPU): the backend, the device of each
+process (``cuda:LOCAL_RANK``) and the arguments given to DDP are checked with a faked torchrun environment.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from ._checks import check_bool, check_choice, check_int, check_module
 from .models import GAPClassifier, TorchvisionCAM, cifar_resnet18, digits_cnn, unwrap
 from .runtime import get_device, seed_everything
 from .train import (
@@ -80,6 +88,8 @@ __all__ = [
     "build_cam_model",
     "official_lambda",
     "load_model",
+    "init_world",
+    "wrap_ddp",
     "run",
     "main",
     "EPILOG",
@@ -112,12 +122,19 @@ momentum 0.9, weight decay 1e-4, batch 256 over 8 GPUs, 120 epochs, lr x0.1 ever
       --epochs 120 --batch-size 256 --lr 0.1 --out runs/in1k-r101-kd --checkpoint-every 1000
   (--loss hnc_mse --hnc-lambda 0.07 for the mse variant; ResNet-152 kd: --model resnet152 --hnc-lambda 0.0048)
 
-Several machines (run on each of the 2 nodes; HOST:PORT reachable from all of them, --out on shared storage):
+Several machines (the same command on each of the 2 nodes; HOST:29400 reachable from all of them, the data
+at the same --data-root on every node, --out on shared storage; not --standalone):
   torchrun --nnodes=2 --nproc-per-node=8 --rdzv-backend=c10d --rdzv-endpoint=HOST:29400 --rdzv-id=in1k \\
-      -m hncam_utils train ... (same options)
+      -m hncam_utils train --data imagefolder --data-root /data/imagenet --model resnet101 --loss hnc_kd \\
+      --k 100 --hnc-lambda 0.0065 --epochs 120 --batch-size 256 --lr 0.1 --out /shared/runs/in1k-r101-kd \\
+      --checkpoint-every 1000
+  (--batch-size is the global batch: the official 256 over 16 GPUs is 16 images per GPU; for 32 per GPU use
+  --batch-size 512 --lr 0.2, which is no longer the official recipe)
 
 Restart the same command to resume from --out/checkpoint.pt (mid-epoch with --checkpoint-every).
 Exit status: 0 done, 1 failure during training (the checkpoint is kept), 2 bad input (one line on rank 0).
+Under torchrun, torchrun exits with 1 and prints a failure summary whose root cause repeats that line.
+Tested on CPUs with 2 gloo processes; NCCL, GPUs and several machines were not run by the tests.
 """
 
 
@@ -176,9 +193,11 @@ def init_world(device: Optional[str], timeout_s: float) -> World:
     reaching the other ranks. A barrier right after start proves that all ranks are there.
 
     Raises:
-        UsageError: a device this machine lacks, more local ranks than GPUs, DDP on MPS, or the other ranks not
-            reachable within ``timeout_s`` (with the address tried and the fix).
+        UsageError: a timeout that is not a number > 0, a device this machine lacks, more local ranks than GPUs,
+            DDP on MPS, or the other ranks not reachable within ``timeout_s`` (with the address tried and the fix).
     """
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s < math.inf:
+        raise UsageError(f"--dist-timeout must be a number of seconds > 0, got {timeout_s!r}; e.g. 600")
     size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local = _env_int("LOCAL_RANK", rank if size > 1 else 0)
@@ -290,8 +309,9 @@ class ShardSampler(Sampler[int]):
     """
 
     def __init__(self, n: int, rank: int = 0, world_size: int = 1) -> None:
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must lie in [0, {world_size}), got {rank}")
+        n = check_int("n", n, min=0, fix="the size of the data set, len(data)")
+        world_size = check_int("world_size", world_size, min=1)
+        rank = check_int("rank", rank, min=0, max=world_size - 1, fix=f"a rank of the {world_size} process(es)")
         self.n, self.rank, self.world_size = n, rank, world_size
 
     def __iter__(self) -> Iterator[int]:
@@ -316,9 +336,8 @@ class ResumableDistributedSampler(DistributedSampler):
         self.start = 0
 
     def set_start(self, start: int) -> None:
-        if not 0 <= start <= self.num_samples:
-            raise ValueError(f"start must lie in [0, {self.num_samples}], got {start}")
-        self.start = start
+        self.start = check_int("start", start, min=0, max=self.num_samples,
+                               fix=f"this rank has {self.num_samples} indices per epoch")
 
     def __iter__(self) -> Iterator[int]:
         return iter(list(super().__iter__())[self.start:])
@@ -336,7 +355,10 @@ class SeededAugmentation(Dataset):
     """
 
     def __init__(self, base: Dataset, seed: int) -> None:
-        self.base, self.seed, self.epoch = base, int(seed), 0
+        if not (hasattr(base, "__len__") and hasattr(base, "__getitem__")):
+            raise TypeError(f"base must be a map-style data set (with __len__ and __getitem__), got "
+                            f"{type(base).__name__}; pass the data set itself, not a DataLoader")
+        self.base, self.seed, self.epoch = base, check_int("seed", seed, min=0), 0
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
@@ -414,7 +436,11 @@ def build_datasets(
 
     Raises:
         UsageError: a missing or malformed data folder (with where to get it).
+        ValueError / TypeError: an unknown ``data``, an ``image_size`` below 1, an ``hflip`` that is not a bool.
     """
+    check_choice("data", data, DATASETS)
+    image_size = check_int("image_size", image_size, min=1, fix="e.g. 32 for CIFAR, 224 for ImageNet-style folders")
+    hflip = check_bool("hflip", hflip)
     train_tf, test_tf = _transforms(data, image_size, hflip)
     if data == "imagefolder":
         if root is None:
@@ -469,6 +495,7 @@ def build_cam_model(name: str, num_classes: int, pretrained: bool = False, width
         UsageError: an unknown name, ``pretrained`` for a model without weights, ``width`` for a model that has
             no such setting, or pretrained weights that cannot be had (with where to put the file).
     """
+    check_bool("pretrained", pretrained)
     _check_model_options(name, pretrained, width)
     if name == "cifar_resnet18":
         return cifar_resnet18(num_classes)
@@ -492,7 +519,12 @@ def build_cam_model(name: str, num_classes: int, pretrained: bool = False, width
 
 
 def official_lambda(loss: str, model: str) -> float:
-    """The official ImageNet ``lambda`` for ``loss`` (``hnc_mse``/``hnc_kd``), ResNet-101's for other models."""
+    """The official ImageNet ``lambda`` for ``loss`` (``hnc_mse``/``hnc_kd``), ResNet-101's for other models.
+
+    Raises:
+        ValueError: a loss without an HNC term (``"ce"`` has no lambda).
+    """
+    check_choice("loss", loss, tuple(OFFICIAL_LAMBDA), fix="plain CE ('ce') has no HNC term, so no lambda")
     table = OFFICIAL_LAMBDA[loss]
     return table.get(model, table["resnet101"])
 
@@ -660,8 +692,10 @@ def _setup(args: argparse.Namespace, world: World) -> _Setup:
     except (ValueError, TypeError) as exc:
         raise UsageError(f"{exc}") from None
     _check_model_options(args.model, args.pretrained, args.width)
-    if args.pretrained and world.main:
-        build_cam_model(args.model, num_classes, pretrained=True)  # fetches the weights once, before the others
+    if args.pretrained and world.local_rank == 0:
+        # the first process of each machine fetches the weights into that machine's cache, before the others
+        # read them (the barrier of _agree), so the processes of a machine never download the same file at once
+        build_cam_model(args.model, num_classes, pretrained=True)
     settings = _settings(args, config, num_classes)
     state = _load_state(args.out / CHECKPOINT, settings, world) if world.main else None
     return _Setup(config, SeededAugmentation(train, args.seed), val, classes, settings, state, notes)
@@ -753,6 +787,20 @@ def _gather_sums(world: World, sums: Tensor) -> List[List[float]]:
     return [p.tolist() for p in parts]
 
 
+def wrap_ddp(model: nn.Module, world: World) -> nn.Module:
+    """``model`` (already on ``world.device``) in :class:`~torch.nn.parallel.DistributedDataParallel` when there
+    are several processes: ``device_ids=[LOCAL_RANK's GPU]`` on CUDA (nccl), no ``device_ids`` on the CPU (gloo);
+    the model itself for one process. DDP copies rank 0's weights to every rank here. BatchNorm stays plain
+    BatchNorm (``SyncBatchNorm`` refuses CPU tensors; per-GPU batch statistics, as in the official recipe)."""
+    check_module("model", model)
+    if not world.distributed:
+        return model
+    if world.device.type == "cuda":
+        return nn.parallel.DistributedDataParallel(model, device_ids=[world.device.index],
+                                                   output_device=world.device.index)
+    return nn.parallel.DistributedDataParallel(model)
+
+
 def _check_finite(world: World, bad: Tensor, epoch: int) -> None:
     total = bad.clone()
     if world.distributed:
@@ -765,6 +813,13 @@ def _check_finite(world: World, bad: Tensor, epoch: int) -> None:
 def run(args: argparse.Namespace, on_step: Optional[Callable[[int], None]] = None) -> int:
     """Run ``python -m hncam_utils train`` with parsed ``args`` on this process; returns the exit status.
 
+    Bad input ends every rank with status 2 and one line on rank 0 (``error: ...``, no traceback); a failure
+    during training (a non-finite loss, a lost peer) with status 1. Under ``torchrun`` the same line also goes
+    to the error file that torchrun's agent reads (``TORCHELASTIC_ERROR_FILE``), so the failure summary that
+    torchrun prints when a worker exits with a non-zero status names the problem instead of pointing to its
+    documentation (that summary and its traceback come from the launcher's own process and cannot be turned off
+    from the workers).
+
     Args:
         args: from a parser set up by :func:`add_arguments`.
         on_step: called with the global step number after every optimizer step (and any checkpoint of that
@@ -773,25 +828,17 @@ def run(args: argparse.Namespace, on_step: Optional[Callable[[int], None]] = Non
     try:
         world = init_world(args.device, args.dist_timeout)
     except _PeerError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
+        return _fail(str(exc), 2, show=True)
     except UsageError as exc:
-        if world_rank_zero():
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
+        return _fail(str(exc), 2, show=world_rank_zero())
     try:
         return _run(args, world, on_step)
     except _PeerError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
+        return _fail(str(exc), 2, show=True)
     except UsageError as exc:
-        if world.main:
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
+        return _fail(str(exc), 2, show=world.main)
     except FloatingPointError as exc:
-        if world.main:
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 1
+        return _fail(str(exc), 1, show=world.main)
     except KeyboardInterrupt:
         if world.main:
             print(f"\ninterrupted; run the same command again to resume from {args.out / CHECKPOINT}",
@@ -800,13 +847,27 @@ def run(args: argparse.Namespace, on_step: Optional[Callable[[int], None]] = Non
     except Exception as exc:
         if world.distributed and _lost_peer(exc):
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            print(f"error: rank {world.rank} lost contact with the other processes ({first}); one of them failed or "
-                  f"stopped: see its output, then run the same command again to resume from {args.out / CHECKPOINT}",
-                  file=sys.stderr, flush=True)
-            return 1
+            return _fail(f"rank {world.rank} lost contact with the other processes ({first}); one of them failed or "
+                         f"stopped: see its output, then run the same command again to resume from "
+                         f"{args.out / CHECKPOINT}", 1, show=True)
         raise
     finally:
         _destroy()
+
+
+def _fail(message: str, status: int, show: bool) -> int:
+    """Print ``error: message`` (where ``show``), hand the message to torchrun's agent, return ``status``."""
+    if show:
+        print(f"error: {message}", file=sys.stderr, flush=True)
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path:  # the agent shows this message in its failure summary (torch's own format, without a traceback)
+        data = {"message": {"message": f"error: {message}", "extraInfo": {"timestamp": str(int(time.time()))}}}
+        try:
+            with open(path, "w") as f:
+                json.dump(data, f)
+        except OSError:  # pragma: no cover - the summary then points to torch's documentation instead
+            pass
+    return status
 
 
 _PEER_SIGNS = ("gloo", "nccl", "connection reset", "connection closed", "broken pipe", "timed out", "timeout",
@@ -852,9 +913,7 @@ def _run(args: argparse.Namespace, world: World, on_step: Optional[Callable[[int
     seed_everything(cfg.seed)  # the same seed on every rank: the same initial weights
     model = build_cam_model(args.model, num_classes, pretrained=args.pretrained, width=args.width).to(dev)
     net = model
-    if world.distributed:
-        ddp_kwargs = {"device_ids": [dev.index]} if dev.type == "cuda" else {}
-        model = nn.parallel.DistributedDataParallel(net, **ddp_kwargs)
+    model = wrap_ddp(net, world)
     hnc_fn = cfg.hnc()
     optimizer = _make_optimizer(net, cfg)
     scheduler = _make_scheduler(optimizer, cfg, steps)
@@ -994,11 +1053,19 @@ def load_model(path, map_location: str = "cpu") -> Tuple[GAPClassifier, Dict[str
     Returns:
         ``(model, state)``: the model in eval mode with the saved weights, and the whole checkpoint (``history``,
         ``classes``, ``settings``...). Read with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: no checkpoint there. RuntimeError: an unreadable file. ValueError: a checkpoint that
+            this command did not write.
     """
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT
     state = load_checkpoint(path, map_location=map_location)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{path} was not written by `python -m hncam_utils train` (no {FORMAT!r} format mark); "
+                         "for a checkpoint of hncam_utils.train.fit use load_checkpoint and the model it was trained "
+                         "with")
     s = state["settings"]
     model = build_cam_model(s["model"], s["num_classes"], pretrained=False, width=s.get("width"))
     model.load_state_dict(state["model"])

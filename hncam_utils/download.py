@@ -42,7 +42,7 @@ import zipfile
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ._checks import check_bool, check_float, check_int, show
 from .paths import data_home
@@ -931,13 +931,14 @@ def command_line(
     Args:
         argv: the arguments (``None``: ``sys.argv[1:]``).
         choices: the data sets this script offers; ``--dataset`` is offered when there are several.
-        description: the ``--help`` text.
+        description: the ``--help`` text (shown as written, e.g. a script's docstring with its examples).
         prog: the program name in ``--help``.
 
     Returns:
         The exit code: 0 on success, 1 on failure, 130 when interrupted.
     """
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     if len(choices) > 1:
         parser.add_argument("--dataset", choices=list(choices), default=choices[0], help="default: %(default)s")
     parser.add_argument("--root", type=Path, default=None,
@@ -965,3 +966,24 @@ def command_line(
         cls = "CIFAR10" if spec.name == "cifar10" else "CIFAR100"
         print(f"use it with torchvision.datasets.{cls}(root={str(folder.parent)!r}, download=False)")
     return 0
+
+
+def script_main(prog: str, choices: Sequence[str], description: str) -> Callable[..., int]:
+    """The ``main(argv=None) -> exit code`` of a ``data_scripts/get_*.py`` script: :func:`command_line` with the
+    script's name, its data sets and its ``--help`` text (the script's docstring).
+
+    Example (the whole of ``data_scripts/get_cifar.py`` but its docstring and the import)::
+
+        main = script_main("get_cifar.py", ("cifar10", "cifar100"), __doc__)
+        if __name__ == "__main__":
+            sys.exit(main())
+    """
+    choices = tuple(choices)
+    if not choices or any(c not in DATASETS for c in choices):
+        raise ValueError(f"choices must name data sets of {sorted(DATASETS)}, got {choices!r}")
+
+    def main(argv: Optional[Sequence[str]] = None) -> int:
+        """Parse ``argv`` (default: ``sys.argv[1:]``), fetch the data set, return the exit code."""
+        return command_line(argv, choices=choices, description=description, prog=prog)
+
+    return main

@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
+from ._checks import check_file_stem
 from .paths import atomic_write_text
 
 __all__ = ["results_path", "save_results", "load_results", "claim_row", "list_results"]
@@ -30,18 +31,14 @@ __all__ = ["results_path", "save_results", "load_results", "claim_row", "list_re
 PathLike = Union[str, os.PathLike]
 
 
-def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not name or any(c in name for c in "/\\") or name.startswith("."):
-        raise ValueError(f"name must be a plain file stem such as '03_hnc_loss', got {name!r}")
-    return name
-
-
 def results_path(name: str, profile: str, root: Optional[PathLike] = None) -> Path:
     """Where the results of notebook ``name`` under ``profile`` are kept (see the module docstring)."""
     from .paths import data_home
 
     base = Path(root) if root is not None else data_home()
-    return base / "results" / f"{_check_name(name)}-{_check_name(profile)}.json"
+    name = check_file_stem("name", name, fix="a notebook's file stem, e.g. '03_hnc_loss'")
+    profile = check_file_stem("profile", profile, fix="e.g. 'smoke', 'cpu' or 'gpu'")
+    return base / "results" / f"{name}-{profile}.json"
 
 
 def _plain(value: Any) -> Any:

@@ -38,12 +38,12 @@ import contextlib
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_bool, check_int, check_module
+from ._checks import check_bool, check_choice, check_float, check_int, check_module
 from .models import LogitsOnly
 
 __all__ = [
@@ -75,6 +75,8 @@ def _check_epsilon(epsilon: float) -> float:
 def _check_epsilons(epsilons: Union[float, Sequence[float]]) -> Tuple[float, ...]:
     if isinstance(epsilons, (int, float)) or (isinstance(epsilons, Tensor) and epsilons.dim() == 0):
         epsilons = [float(epsilons)]
+    if isinstance(epsilons, (str, bytes)) or not isinstance(epsilons, Iterable):
+        raise TypeError(f"epsilons must be a number or a sequence of numbers, e.g. [0, 2/255, 8/255], got {epsilons!r}")
     values = [_check_epsilon(e) for e in epsilons]
     if not values:
         raise ValueError("epsilons is empty; pass at least one strength, e.g. [0, 0.05, 0.1]")
@@ -128,7 +130,16 @@ def _check_batch(images: Tensor, targets: Tensor, bounds: Bounds) -> None:
 def default_step_size(epsilon: float, steps: int, norm: str = "Linf", numel: int = 1) -> float:
     """PGD's default step: ``2.5 * epsilon / steps`` (Linf) or ``2.5 * epsilon / (steps * sqrt(numel))`` (L2,
     because Captum's sign step of size ``a`` moves ``a * sqrt(numel)`` in L2 norm on an image of ``numel``
-    values)."""
+    values).
+
+    Raises:
+        ValueError: a negative ``epsilon``, ``steps`` or ``numel`` below 1, a norm other than ``"Linf"`` or
+            ``"L2"``. TypeError: ``steps`` or ``numel`` not an int.
+    """
+    epsilon = _check_epsilon(epsilon)
+    steps = check_int("steps", steps, min=1)
+    check_choice("norm", norm, NORMS)
+    numel = check_int("numel", numel, min=1, fix="the number of values in one image, e.g. x[0].numel()")
     step = 2.5 * epsilon / steps
     return step / math.sqrt(numel) if norm == "L2" else step
 
@@ -148,16 +159,19 @@ class Normalized(nn.Module):
 
     Raises:
         ValueError: a standard deviation that is not positive, or mean and std of different lengths.
+        TypeError: a model that is not an ``nn.Module``; mean or std that are not numbers.
     """
 
     def __init__(self, model: nn.Module, mean: Union[float, Sequence[float]], std: Union[float, Sequence[float]]) -> None:
         super().__init__()
-        m = torch.as_tensor(mean, dtype=torch.float32).flatten()
-        s = torch.as_tensor(std, dtype=torch.float32).flatten()
+        check_module("model", model, fix="the trained model, e.g. digits_cnn()")
+        m, s = _per_channel("mean", mean), _per_channel("std", std)
         if m.numel() != s.numel():
             raise ValueError(f"mean and std need one value per channel each, got {m.numel()} and {s.numel()}")
-        if not bool((s > 0).all()):
-            raise ValueError(f"std must be > 0, got {s.tolist()}")
+        if not bool(torch.isfinite(m).all()):
+            raise ValueError(f"mean must be finite, got {m.tolist()}")
+        if not bool((s > 0).all() and torch.isfinite(s).all()):
+            raise ValueError(f"std must be > 0 and finite, got {s.tolist()}")
         self.model = model
         self.register_buffer("mean", m[None, :, None, None], persistent=False)
         self.register_buffer("std", s[None, :, None, None], persistent=False)
@@ -170,6 +184,13 @@ class Normalized(nn.Module):
     def forward(self, x: Tensor):
         return self.model((x - self.mean.to(x.device, x.dtype)) / self.std.to(x.device, x.dtype))
 
+
+
+def _per_channel(name: str, value: Any) -> Tensor:
+    try:
+        return torch.as_tensor(value, dtype=torch.float32).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be a number or one number per channel, e.g. FASHION_MEAN, got {value!r}") from None
 
 
 @contextlib.contextmanager
@@ -190,14 +211,18 @@ def _attack_mode(model: nn.Module) -> Iterator[None]:
 
 def _device_of(model: nn.Module, device: Optional[Union[str, torch.device]]) -> torch.device:
     if device is not None:
-        return torch.device(device)
+        try:
+            return torch.device(device)
+        except (RuntimeError, TypeError, ValueError):
+            raise ValueError(f"device must be a device name such as 'cpu' or 'cuda' (the model's device), got "
+                             f"{device!r}") from None
     for p in model.parameters():
         return p.device
     return torch.device("cpu")
 
 
-def _logits_model(model: nn.Module, probe: Tensor) -> nn.Module:
-    """``LogitsOnly(model)`` for a CAM model, the model itself when it already returns a logits tensor."""
+def _logits_model(model: nn.Module, probe: Tensor) -> Tuple[nn.Module, int]:
+    """``(LogitsOnly(model), C)`` for a CAM model, ``(model, C)`` when it already returns a logits tensor."""
     with torch.no_grad():
         out = model(probe[:1])
     if isinstance(out, Tensor):
@@ -209,7 +234,14 @@ def _logits_model(model: nn.Module, probe: Tensor) -> nn.Module:
         raise TypeError(f"model must return logits (B, C) or a CAM output with .logits, got {type(out).__name__}")
     if out.dim() != 2:
         raise ValueError(f"model's logits must be (B, C), got shape {tuple(out.shape)}")
-    return net
+    return net, int(out.shape[1])
+
+
+def _check_targets(y: Tensor, num_classes: int) -> None:
+    """Class indices the model has an output for (read on the host once per batch, like the bounds check)."""
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ValueError(f"targets must be class indices in [0, {num_classes - 1}] for the model's {num_classes} "
+                         f"outputs, got values in [{int(y.min())}, {int(y.max())}]; check the labels and the model")
 
 
 def _pgd_class():
@@ -342,7 +374,9 @@ def adversarial_examples(
     seed = check_int("seed", seed, none_ok=True, fix="pass an int (or None for the global random state)")
     x, y = spec.batch(images, targets, _device_of(model, None))
     with _attack_mode(model):
-        return spec.perturb(_logits_model(model, x), x, y, eps, seed)
+        net, num_classes = _logits_model(model, x)
+        _check_targets(y, num_classes)
+        return spec.perturb(net, x, y, eps, seed)
 
 
 @dataclass(frozen=True)
@@ -372,10 +406,11 @@ class RobustnessCurve:
         """The accuracy (%) at one of the measured ``epsilons``.
 
         Raises:
-            ValueError: ``epsilon`` was not measured.
+            ValueError: ``epsilon`` was not measured. TypeError: not a number.
         """
+        epsilon = check_float("epsilon", epsilon, finite=False)
         for e, a in zip(self.epsilons, self.accuracy):
-            if math.isclose(e, float(epsilon), rel_tol=1e-9, abs_tol=1e-12):
+            if math.isclose(e, epsilon, rel_tol=1e-9, abs_tol=1e-12):
                 return a
         raise ValueError(f"epsilon {epsilon!r} was not measured; measured: {list(self.epsilons)}")
 
@@ -385,7 +420,11 @@ class RobustnessCurve:
 
         Returns the first epsilon when the accuracy is already at or below ``level`` there, and ``nan`` when
         it never falls that low on the measured grid (a larger epsilon is needed).
+
+        Raises:
+            TypeError: ``level`` not a number. ValueError: ``level`` outside [0, 100].
         """
+        level = check_float("level", level, min=0, max=100, fix="an accuracy in %, e.g. 100 / num_classes (chance)")
         eps, acc = self.epsilons, self.accuracy
         if acc[0] <= level:
             return eps[0]
@@ -474,6 +513,7 @@ def accuracy_under_attack(
                        leave=False)
     correct: List[List[Tensor]] = [[] for _ in eps_list]
     net: Optional[nn.Module] = None
+    num_classes = 0
     n = 0
     with _attack_mode(model):
         for b, batch in enumerate(batches):
@@ -483,7 +523,8 @@ def accuracy_under_attack(
             if len(y) == 0:
                 continue
             if net is None:
-                net = _logits_model(model, x)
+                net, num_classes = _logits_model(model, x)
+            _check_targets(y, num_classes)
             for e, eps in enumerate(eps_list):
                 batch_seed = None if seed is None or not spec.random_start else seed * 1_000_003 + b
                 adv = spec.perturb(net, x, y, eps, batch_seed)

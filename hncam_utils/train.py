@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ._checks import (check_bool, check_callable, check_choice, check_float, check_int, check_module, show)
+from ._checks import (check_bool, check_callable, check_choice, check_file_stem, check_float, check_int,
+                      check_module, show)
 from .base_losses import check_base_loss, cosface_loss, focal_loss, generalized_cross_entropy
 from .losses import HNCLoss
 from .metrics import mean_average_precision, predict, topk_accuracy
@@ -217,10 +218,7 @@ def run_name(dataset: str, model: str, config: TrainConfig) -> str:
 
 def _check_name(arg: str, name: Any) -> str:
     """A run name (or one of its parts) must be a plain file name: it becomes ``runs/<name>.pt``."""
-    if not isinstance(name, str) or not name.strip() or any(c in name for c in "/\\") or name.startswith("."):
-        raise ValueError(f"{arg} must be a non-empty name without '/', '\\' or a leading '.', got {show(name)}; "
-                         "e.g. run_name('digits-easy', 'digits_cnn', config)")
-    return name
+    return check_file_stem(arg, name, fix="e.g. run_name('digits-easy', 'digits_cnn', config)")
 
 
 def checkpoint_path(name: str, cache_dir: Optional[PathLike] = None) -> Path:
@@ -490,7 +488,10 @@ def _score(logits: Tensor, targets: Tensor) -> Tuple[str, float]:
 def _amp_dtype(device: torch.device, enabled: bool) -> Optional[torch.dtype]:
     if not enabled or device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # bf16 only where the tensor cores do it (Ampere, compute capability 8, and later). Older GPUs such as
+    # Colab's T4 (7.5) report bf16 as "supported" through emulation, which is slow: use fp16 + a loss scaler.
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return torch.bfloat16 if torch.cuda.get_device_capability(index)[0] >= 8 else torch.float16
 
 
 def _autocast(device: torch.device, dtype: Optional[torch.dtype]):

@@ -31,13 +31,14 @@ the largest region is chosen by pixel count rather than contour area).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import check_float, check_int, check_module, check_tensor, show
 from .cam import compute_cams
 
 __all__ = [
@@ -58,9 +59,27 @@ _EIGHT = np.ones((3, 3), dtype=int)  # 8-connectivity, as OpenCV's contours
 
 def cam_thresholds(step: float = 0.01) -> np.ndarray:
     """The CAM thresholds ``0, step, 2 step, ... < 1`` (Choe et al.'s ``cam_curve_interval``)."""
-    if not 0 < step < 1:
-        raise ValueError(f"step must lie in (0, 1), got {step}")
+    step = check_float("step", step, min=0, max=1, min_open=True, max_open=True, fix="e.g. 0.01 (Choe et al.)")
     return np.arange(0, 1, step)
+
+
+def _check_size(name: str, size: Any) -> Tuple[int, int]:
+    """``(H, W)``, two ints >= 1 (a ``torch.Size`` such as ``images.shape[-2:]`` too)."""
+    if isinstance(size, (str, bytes)) or not isinstance(size, Sequence) or len(size) != 2:
+        raise TypeError(f"{name} must be (H, W), a pair of ints, got {show(size)}; e.g. images.shape[-2:]")
+    return (check_int(f"{name}[0]", size[0], min=1), check_int(f"{name}[1]", size[1], min=1))
+
+
+def _as_boxes(name: str, boxes: Any) -> np.ndarray:
+    """``boxes`` as a float64 array whose last dimension holds ``(x0, y0, x1, y1)``."""
+    try:
+        arr = np.asarray(boxes.detach().cpu() if isinstance(boxes, Tensor) else boxes, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be boxes (x0, y0, x1, y1) as a tensor or array of numbers, got "
+                        f"{show(boxes)}") from None
+    if arr.ndim == 0 or arr.shape[-1] != 4:
+        raise ValueError(f"{name} must have shape (..., 4), boxes (x0, y0, x1, y1), got shape {arr.shape}")
+    return arr
 
 
 def prepare_cams(cams: Tensor, size: Tuple[int, int]) -> Tensor:
@@ -68,12 +87,16 @@ def prepare_cams(cams: Tensor, size: Tuple[int, int]) -> Tensor:
 
     A map whose values are all equal becomes all zeros (their ``normalize_scoremap`` turns the NaN of 0 / 0
     into zeros).
+
+    Raises:
+        TypeError: ``cams`` not a tensor, ``size`` not a pair of ints. ValueError: ``cams`` not ``(B, h, w)``,
+            a side of ``size`` below 1.
     """
-    if cams.dim() != 3:
-        raise ValueError(f"cams must be (B, h, w), got shape {tuple(cams.shape)}")
+    check_tensor("cams", cams, dims=(3,), shape_hint="(B, h, w) (one map per image: cams[:, class])")
+    size = _check_size("size", size)
     x = cams.detach().float()
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x[:, None], size=tuple(size), mode="bicubic", align_corners=False)[:, 0]
+    if tuple(x.shape[-2:]) != size:
+        x = F.interpolate(x[:, None], size=size, mode="bicubic", align_corners=False)[:, 0]
     lo = x.amin(dim=(1, 2), keepdim=True)
     span = x.amax(dim=(1, 2), keepdim=True) - lo
     return torch.where(span > 0, (x - lo) / span.clamp_min(1e-12), torch.zeros_like(x))
@@ -93,7 +116,16 @@ def boxes_from_cam(
     Returns:
         One ``(n, 4)`` int array of boxes ``(x0, y0, x1, y1)`` per threshold (``x1 <= W - 1``,
         ``y1 <= H - 1`` as theirs); ``[[0, 0, 0, 0]]`` when no pixel passes.
+
+    Raises:
+        ValueError: a map that is not 2-D or not normalised to ``[0, 1]`` (its 8-bit quantisation would wrap
+            around), thresholds outside ``[0, 1)``.
     """
+    cam = np.asarray(cam.detach().cpu() if isinstance(cam, Tensor) else cam, dtype=np.float32)
+    if cam.ndim == 2 and cam.size and not (np.isfinite(cam).all() and cam.min() >= 0 and cam.max() <= 1):
+        raise ValueError(f"cam must be normalised to [0, 1], got values in [{np.nanmin(cam):.3g}, {np.nanmax(cam):.3g}]"
+                         "; prepare it with prepare_cams(cams, size)")
+    thresholds = _check_thresholds(thresholds)
     every, largest = _region_boxes(cam, thresholds)
     return every if all_regions else largest
 
@@ -135,9 +167,12 @@ def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     A box ``(x0, y0, x1, y1)`` covers ``(x1 - x0 + 1) * (y1 - y0 + 1)`` pixels (Choe et al.'s
     ``calculate_multiple_iou``); a degenerate union gives IoU 0.
+
+    Raises:
+        TypeError: not numbers. ValueError: a last dimension other than 4.
     """
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)[:, None, :]
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)[None, :, :]
+    a = _as_boxes("a", a).reshape(-1, 4)[:, None, :]
+    b = _as_boxes("b", b).reshape(-1, 4)[None, :, :]
     iw = np.maximum(0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1)
     ih = np.maximum(0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1)
     inter = iw * ih
@@ -150,8 +185,24 @@ def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def gt_box_pixels(boxes: Tensor) -> np.ndarray:
     """Ground-truth boxes ``(..., 4)`` (float ``x0, y0, x1, y1`` in image pixels, e.g. from
     ``CUB200(..., return_box=True)``) as the integers Choe et al. compare against (``int()`` truncation, as their
-    ``resize_bbox``)."""
-    return np.asarray(torch.as_tensor(boxes).detach().cpu().double().numpy(), dtype=np.float64).astype(np.int64)
+    ``resize_bbox``).
+
+    Raises:
+        TypeError: not numbers. ValueError: a last dimension other than 4.
+    """
+    return _as_boxes("boxes", boxes).astype(np.int64)
+
+
+def _check_thresholds(thresholds: Any) -> np.ndarray:
+    try:
+        grid = np.asarray(thresholds, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"thresholds must be a sequence of numbers in [0, 1), got {show(thresholds)}; "
+                        "e.g. cam_thresholds(0.01)") from None
+    if grid.ndim != 1 or len(grid) == 0 or not np.isfinite(grid).all() or (grid < 0).any() or (grid >= 1).any():
+        raise ValueError(f"thresholds must be a non-empty 1-D grid in [0, 1), got {show(thresholds)}; "
+                         "e.g. cam_thresholds(0.01)")
+    return grid
 
 
 @dataclass
@@ -216,15 +267,16 @@ class WSOLEvaluator:
         iou_thresholds: Sequence[float] = IOU_THRESHOLDS,
         loc_threshold: Optional[float] = None,
     ) -> None:
-        self.thresholds = np.asarray(cam_thresholds() if thresholds is None else thresholds, dtype=np.float64)
-        if self.thresholds.ndim != 1 or len(self.thresholds) == 0 or (self.thresholds < 0).any() or (self.thresholds >= 1).any():
-            raise ValueError("thresholds must be a non-empty 1-D grid in [0, 1)")
-        self.iou_thresholds = tuple(float(d) for d in iou_thresholds)
-        if not self.iou_thresholds or not all(0 < d <= 1 for d in self.iou_thresholds):
-            raise ValueError(f"iou_thresholds must lie in (0, 1], got {iou_thresholds}")
-        if loc_threshold is not None and not 0 <= loc_threshold < 1:
-            raise ValueError(f"loc_threshold must lie in [0, 1), got {loc_threshold}")
-        self.loc_threshold = loc_threshold
+        self.thresholds = cam_thresholds() if thresholds is None else _check_thresholds(thresholds)
+        if isinstance(iou_thresholds, (str, bytes)) or not isinstance(iou_thresholds, Sequence):
+            raise TypeError(f"iou_thresholds must be a sequence of IoUs in (0, 1], got {show(iou_thresholds)}; "
+                            "e.g. (0.3, 0.5, 0.7), or (0.5,) for one")
+        self.iou_thresholds = tuple(check_float(f"iou_thresholds[{i}]", d, min=0, min_open=True, max=1)
+                                    for i, d in enumerate(iou_thresholds))
+        if not self.iou_thresholds:
+            raise ValueError("iou_thresholds is empty; pass at least one IoU, e.g. (0.5,)")
+        self.loc_threshold = check_float("loc_threshold", loc_threshold, min=0, max=1, max_open=True, none_ok=True,
+                                         fix="e.g. 0.2 (the CAM paper), or None for the optimal threshold")
         self._iou_all: List[np.ndarray] = []
         self._iou_largest: List[np.ndarray] = []
         self._correct: List[np.ndarray] = []
@@ -244,12 +296,19 @@ class WSOLEvaluator:
                 several boxes per image (rows of ``-1`` ignored); the best match counts, as theirs.
             image_size: ``(H, W)`` of the images (default: the CAMs' own size).
             correct: ``(B,)`` bools, top-1 prediction right (needed for Top-1 Loc; default all False).
+
+        Raises:
+            TypeError / ValueError: ``cams`` not ``(B, h, w)``, boxes not ``(B, 4)`` or ``(B, K, 4)``, a bad
+                ``image_size``, counts that differ, an image without a box.
         """
-        size = tuple(image_size) if image_size is not None else tuple(cams.shape[-2:])
+        check_tensor("cams", cams, dims=(3,), shape_hint="(B, h, w) (the ground-truth class's CAM per image)")
+        size = _check_size("image_size", image_size) if image_size is not None else tuple(cams.shape[-2:])
         maps = prepare_cams(cams, size).cpu().numpy()
         gts = gt_box_pixels(boxes)
         if gts.ndim == 2:
             gts = gts[:, None, :]
+        if gts.ndim != 3:
+            raise ValueError(f"boxes must be (B, 4) or (B, K, 4), got shape {gts.shape}")
         if gts.shape[0] != maps.shape[0]:
             raise ValueError(f"{maps.shape[0]} CAMs but {gts.shape[0]} box rows")
         for cam, gt in zip(maps, gts):
@@ -320,10 +379,16 @@ def evaluate_wsol(
         ``{"top1": %, "neg_peak": mean, "neg_peak_topk": mean, "gt_peak": mean, "neg_ratio": ratio of means,
         "wsol": WSOLResult, "per_image": {"label", "pred", "neg_peak", "neg_peak_topk", "gt_peak"} arrays}``.
         For figures of single images, :func:`hncam_utils.metrics.gt_and_top_negative_cams` recomputes their maps.
+
+    Raises:
+        TypeError: ``model`` not a module, a loader whose batches are not ``(images, labels, boxes)``.
+        ValueError: ``k < 1``, labels the model has no output for, a loader that yields nothing.
     """
     from .metrics import negative_cam_stats
     from .models import unwrap
 
+    check_module("model", model, fix="a CAM model from hncam_utils.models")
+    k = check_int("k", k, min=1)
     net = unwrap(model)
     device = device or next(net.parameters()).device
     was_training = model.training
@@ -331,7 +396,12 @@ def evaluate_wsol(
     ev = WSOLEvaluator(thresholds=thresholds, loc_threshold=loc_threshold)
     per: Dict[str, List[Tensor]] = {"label": [], "pred": [], "neg_peak": [], "neg_peak_topk": [], "gt_peak": []}
     try:
-        for images, labels, boxes in loader:
+        for batch in loader:
+            if not isinstance(batch, (tuple, list)) or len(batch) != 3:
+                raise TypeError("the loader must yield (images, labels, boxes) batches, e.g. a DataLoader over "
+                                "CUB200(..., return_box=True); got "
+                                f"{len(batch) if isinstance(batch, (tuple, list)) else type(batch).__name__} item(s)")
+            images, labels, boxes = batch
             x, y = images.to(device), labels.to(device)
             out = model(x)
             c = out.logits.shape[1]

@@ -107,6 +107,8 @@ CASES = [
     ("run_name dataset", lambda: tr.run_name("", "digits_cnn", tr.TrainConfig()), ValueError, "dataset"),
     ("run_name config dict", lambda: tr.run_name("d", "m", {"epochs": 1}), TypeError, "config"),
     ("checkpoint_path traversal", lambda: tr.checkpoint_path("../../etc/x"), ValueError, "name"),
+    ("run_name model None", lambda: tr.run_name("d", None, tr.TrainConfig()), TypeError, "model must be a string"),
+    ("checkpoint_path hidden", lambda: tr.checkpoint_path(".x"), ValueError, "leading '.'"),
     ("train_or_load build_model", lambda: tr.train_or_load(nn.Linear(2, 2), [], tr.TrainConfig(), "x"),
      TypeError, "build_model"),
     # ---------------------------------------------------------------- data

@@ -7,6 +7,7 @@ they are not results. Runs of several processes start real processes (gloo on th
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -172,6 +173,58 @@ def test_help_documents_the_imagenet_recipe_and_several_machines(capsys):
                    "torchrun --standalone --nproc-per-node=8", "--model resnet101", "--k 100", "--hnc-lambda 0.0065",
                    "0.07", "--nnodes=2", "--rdzv-endpoint"):
         assert needle in text, needle
+
+
+def _fake_torchrun(monkeypatch, device: str, gpus: int = 8, **env):
+    """torchrun's environment and a machine with ``gpus`` GPUs, faked: records what init_world asks of torch."""
+    calls = {}
+    for key, value in {"WORLD_SIZE": 16, "RANK": 9, "LOCAL_RANK": 1, "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": 29400,
+                       **env}.items():
+        monkeypatch.setenv(key, str(value))
+    monkeypatch.setattr(D, "get_device", lambda requested: torch.device(device))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda dev: calls.__setitem__("set_device", dev))
+    monkeypatch.setattr(D.dist, "init_process_group",
+                        lambda backend, **kw: calls.update(backend=backend, **kw))
+    monkeypatch.setattr(D.dist, "barrier", lambda *a, **k: calls.__setitem__("barrier", True))
+    return calls
+
+
+def test_nccl_on_the_gpu_of_local_rank_gloo_on_cpus(monkeypatch):
+    """What can be checked without a GPU: the backend, the device of each process and what DDP is given.
+    (NCCL itself never ran here; see the README.)"""
+    calls = _fake_torchrun(monkeypatch, "cuda")
+    world = D.init_world("cuda", 30)
+    # rank 9 of 16 is the second process (LOCAL_RANK 1) of the second machine: its GPU is cuda:1, not cuda:9
+    assert (world.rank, world.size, world.local_rank, world.backend) == (9, 16, 1, "nccl")
+    assert world.device == torch.device("cuda", 1) == calls["set_device"] == calls["device_id"]
+    assert calls["backend"] == "nccl" and (calls["rank"], calls["world_size"]) == (9, 16) and calls["barrier"]
+    assert calls["timeout"].total_seconds() == 30
+
+    calls = _fake_torchrun(monkeypatch, "cpu")
+    world = D.init_world("cpu", 30)
+    assert world.backend == calls["backend"] == "gloo" and world.device == torch.device("cpu")
+    assert "device_id" not in calls and "set_device" not in calls
+
+    _fake_torchrun(monkeypatch, "cuda", gpus=8, LOCAL_RANK=8)
+    with pytest.raises(D.UsageError, match="LOCAL_RANK 8 but this machine has 8 GPU"):
+        D.init_world("cuda", 30)
+    _fake_torchrun(monkeypatch, "mps")
+    with pytest.raises(D.UsageError, match="no backend for mps"):
+        D.init_world("mps", 30)
+
+    built = []
+
+    class FakeDDP:
+        def __init__(self, module, **kwargs):
+            built.append(kwargs)
+
+    monkeypatch.setattr(D.nn.parallel, "DistributedDataParallel", FakeDDP)
+    model = torch.nn.Linear(2, 2)
+    assert D.wrap_ddp(model, D.World(0, 1, 0, torch.device("cpu"))) is model and built == []
+    D.wrap_ddp(model, D.World(9, 16, 1, torch.device("cuda", 1), "nccl"))
+    D.wrap_ddp(model, D.World(1, 2, 1, torch.device("cpu"), "gloo"))
+    assert built == [{"device_ids": [1], "output_device": 1}, {}]
 
 
 # ------------------------------------------------------------------------------------------ one process
@@ -403,3 +456,23 @@ def test_a_rank_that_cannot_reach_the_others_times_out_clearly(tmp_path, folder)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: rank 1 of 2 could not reach the other processes at 127.0.0.1:")
     assert proc.stderr.count("\n") == 1 and "raise --dist-timeout" in proc.stderr
+
+
+@pytest.mark.slow
+def test_bad_input_under_torchrun_names_the_problem_in_torchrun_s_summary(folder, tmp_path):
+    """Under torchrun, our one line comes first (rank 0 only) and the launcher's failure summary, which it
+    prints whenever a worker exits non-zero, shows that line as the root cause instead of a link to its docs;
+    no worker prints a traceback."""
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                           "-m", "hncam_utils", "train", *args_for(folder, tmp_path / "o", "--k", "5")],
+                          capture_output=True, text=True, timeout=240, env=env_for())
+    assert proc.returncode != 0
+    err = proc.stderr
+    line = "error: --k 5 does not fit imagefolder: it has 3 classes"
+    assert err.startswith(line) and err.count(line) >= 2, err  # printed once, then in the summary
+    root = err[err.index("Root Cause"):]
+    assert f"traceback : {line}" in root and "exitcode  : 2" in err, err
+    assert "To enable traceback" not in err
+    # the one traceback is the launcher's own (torch's files only): no worker printed one
+    assert not [f for f in re.findall(r'File "([^"]+)"', err) if "hncam_utils" in f or "tests" in f], err
+    assert proc.stdout == ""

@@ -606,3 +606,20 @@ def test_get_cub200_script(tmp_path, closed_url, capsys):
         (cub / "CUB_200_2011" / marker).touch()
     assert main(["--root", str(cub), "--url", closed_url]) == 0
     assert str(cub / "CUB_200_2011") in capsys.readouterr().out
+
+
+def test_script_main_is_each_data_script_s_main(capsys):
+    """The three data scripts are script_main(...) with their name, data sets and docstring as --help."""
+    import runpy
+
+    for script, choices in (("get_cifar.py", "{cifar10,cifar100}"), ("get_cub200.py", None),
+                            ("get_fashion_mnist.py", None)):
+        namespace = runpy.run_path(str(ROOT / "data_scripts" / script))
+        with pytest.raises(SystemExit) as exc:
+            namespace["main"](["--help"])
+        assert exc.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: {script}") and namespace["__doc__"].splitlines()[0] in out
+        assert ("--dataset " + choices in out) if choices else "--dataset" not in out
+    with pytest.raises(ValueError, match="choices must name data sets"):
+        dl.script_main("get_imagenet.py", ("imagenet",), "")

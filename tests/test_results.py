@@ -52,3 +52,12 @@ def test_secondary_rows_are_marked():
     row = claim_row("adversarial", paired_verdict([1.0, 2.0, 3.0]), notebook="07_adversarial", data="d", model="m",
                     budget="b", profile="cpu", metric="clean test accuracy %", loss="hnc_kd", headline=False)
     assert row["headline"] is False
+
+
+def test_name_and_profile_are_checked_by_name(tmp_path):
+    with pytest.raises(ValueError, match="profile must be a non-empty name"):
+        results_path("03_hnc_loss", "../cpu", tmp_path)
+    with pytest.raises(TypeError, match="profile must be a string"):
+        results_path("03_hnc_loss", 3, tmp_path)
+    with pytest.raises(TypeError, match="name must be a string"):
+        results_path(None, "cpu", tmp_path)
