@@ -84,4 +84,7 @@ def test_readme_leads_with_notebook_10s_claims_table():
     table = update_readme.notebook_table(ROOT / "notebooks" / "10_claims.ipynb")
     text = (ROOT / "README.md").read_text()
     assert update_readme.readme_table(text) == table.strip("\n"), "run: python tools/update_readme.py"
-    assert text.index(update_readme.START) < text.index("## "), "the claims table comes before the first section"
+    headings = [m.start() for m in re.finditer(r"^## ", text, re.M)]
+    first = text[headings[0]:text.index("\n", headings[0])]
+    assert "claims" in first.lower(), f"the README's first section must be the claims table, not {first!r}"
+    assert headings[0] < text.index(update_readme.START) < headings[1], "the table sits in the first section"
