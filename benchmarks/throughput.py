@@ -117,7 +117,8 @@ def bench_training(setting: str, dev: torch.device, args) -> Dict:
         ips = [n_images / t for t in times[name]]
         ratios = [(n_images / t) / (n_images / c) for t, c in zip(times[name], times["ce"])]
         rows[name] = {"median_ips": statistics.median(ips), "q25": _q(ips, 0.25), "q75": _q(ips, 0.75),
-                      "paired_ratio": statistics.median(ratios), "seconds": times[name]}
+                      "median_steps_per_s": statistics.median(ips) / batch,
+                      "paired_ratio": statistics.median(ratios), "paired_ratios": ratios, "seconds": times[name]}
     return {"setting": setting, "batch": batch, "steps_per_epoch": steps, "images_per_epoch": n_images,
             "k": base.k, "losses": rows}
 
@@ -216,9 +217,11 @@ def main(argv=None) -> int:
         else:
             res = bench_training(s, dev, args)
             print(f"\n{s}: batch {res['batch']}, {res['steps_per_epoch']} steps/epoch, k = {res['k']}, on {dev}")
-            print(f"  {'loss':8s} {'median img/s':>13s} {'IQR':>19s} {'paired x CE':>12s}")
+            print(f"  {'loss':8s} {'median img/s':>13s} {'IQR':>19s} {'steps/s':>8s} {'paired x CE':>12s} {'per-repetition ratios':s}")
             for name, r in res["losses"].items():
-                print(f"  {name:8s} {r['median_ips']:>13.1f} {r['q25']:>9.1f}-{r['q75']:<9.1f} {r['paired_ratio']:>12.3f}")
+                per_rep = " ".join(f"{x:.2f}" for x in r["paired_ratios"])
+                print(f"  {name:8s} {r['median_ips']:>13.1f} {r['q25']:>9.1f}-{r['q75']:<9.1f} "
+                      f"{r['median_steps_per_s']:>8.3f} {r['paired_ratio']:>12.3f} {per_rep}")
         res["wall_s"] = time.perf_counter() - t0
         print(f"  ({res['wall_s']:.0f} s, load average {os.getloadavg()[0]:.2f})", flush=True)
         out[s] = res

@@ -61,6 +61,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from ._checks import check_bool, check_choice, check_int, check_module
 from .models import GAPClassifier, TorchvisionCAM, cifar_resnet18, digits_cnn, unwrap
 from .runtime import get_device, seed_everything
 from .train import (
@@ -192,9 +193,11 @@ def init_world(device: Optional[str], timeout_s: float) -> World:
     reaching the other ranks. A barrier right after start proves that all ranks are there.
 
     Raises:
-        UsageError: a device this machine lacks, more local ranks than GPUs, DDP on MPS, or the other ranks not
-            reachable within ``timeout_s`` (with the address tried and the fix).
+        UsageError: a timeout that is not a number > 0, a device this machine lacks, more local ranks than GPUs,
+            DDP on MPS, or the other ranks not reachable within ``timeout_s`` (with the address tried and the fix).
     """
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s < math.inf:
+        raise UsageError(f"--dist-timeout must be a number of seconds > 0, got {timeout_s!r}; e.g. 600")
     size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local = _env_int("LOCAL_RANK", rank if size > 1 else 0)
@@ -306,8 +309,9 @@ class ShardSampler(Sampler[int]):
     """
 
     def __init__(self, n: int, rank: int = 0, world_size: int = 1) -> None:
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must lie in [0, {world_size}), got {rank}")
+        n = check_int("n", n, min=0, fix="the size of the data set, len(data)")
+        world_size = check_int("world_size", world_size, min=1)
+        rank = check_int("rank", rank, min=0, max=world_size - 1, fix=f"a rank of the {world_size} process(es)")
         self.n, self.rank, self.world_size = n, rank, world_size
 
     def __iter__(self) -> Iterator[int]:
@@ -332,9 +336,8 @@ class ResumableDistributedSampler(DistributedSampler):
         self.start = 0
 
     def set_start(self, start: int) -> None:
-        if not 0 <= start <= self.num_samples:
-            raise ValueError(f"start must lie in [0, {self.num_samples}], got {start}")
-        self.start = start
+        self.start = check_int("start", start, min=0, max=self.num_samples,
+                               fix=f"this rank has {self.num_samples} indices per epoch")
 
     def __iter__(self) -> Iterator[int]:
         return iter(list(super().__iter__())[self.start:])
@@ -352,7 +355,10 @@ class SeededAugmentation(Dataset):
     """
 
     def __init__(self, base: Dataset, seed: int) -> None:
-        self.base, self.seed, self.epoch = base, int(seed), 0
+        if not (hasattr(base, "__len__") and hasattr(base, "__getitem__")):
+            raise TypeError(f"base must be a map-style data set (with __len__ and __getitem__), got "
+                            f"{type(base).__name__}; pass the data set itself, not a DataLoader")
+        self.base, self.seed, self.epoch = base, check_int("seed", seed, min=0), 0
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
@@ -430,7 +436,11 @@ def build_datasets(
 
     Raises:
         UsageError: a missing or malformed data folder (with where to get it).
+        ValueError / TypeError: an unknown ``data``, an ``image_size`` below 1, an ``hflip`` that is not a bool.
     """
+    check_choice("data", data, DATASETS)
+    image_size = check_int("image_size", image_size, min=1, fix="e.g. 32 for CIFAR, 224 for ImageNet-style folders")
+    hflip = check_bool("hflip", hflip)
     train_tf, test_tf = _transforms(data, image_size, hflip)
     if data == "imagefolder":
         if root is None:
@@ -485,6 +495,7 @@ def build_cam_model(name: str, num_classes: int, pretrained: bool = False, width
         UsageError: an unknown name, ``pretrained`` for a model without weights, ``width`` for a model that has
             no such setting, or pretrained weights that cannot be had (with where to put the file).
     """
+    check_bool("pretrained", pretrained)
     _check_model_options(name, pretrained, width)
     if name == "cifar_resnet18":
         return cifar_resnet18(num_classes)
@@ -508,7 +519,12 @@ def build_cam_model(name: str, num_classes: int, pretrained: bool = False, width
 
 
 def official_lambda(loss: str, model: str) -> float:
-    """The official ImageNet ``lambda`` for ``loss`` (``hnc_mse``/``hnc_kd``), ResNet-101's for other models."""
+    """The official ImageNet ``lambda`` for ``loss`` (``hnc_mse``/``hnc_kd``), ResNet-101's for other models.
+
+    Raises:
+        ValueError: a loss without an HNC term (``"ce"`` has no lambda).
+    """
+    check_choice("loss", loss, tuple(OFFICIAL_LAMBDA), fix="plain CE ('ce') has no HNC term, so no lambda")
     table = OFFICIAL_LAMBDA[loss]
     return table.get(model, table["resnet101"])
 
@@ -676,8 +692,10 @@ def _setup(args: argparse.Namespace, world: World) -> _Setup:
     except (ValueError, TypeError) as exc:
         raise UsageError(f"{exc}") from None
     _check_model_options(args.model, args.pretrained, args.width)
-    if args.pretrained and world.main:
-        build_cam_model(args.model, num_classes, pretrained=True)  # fetches the weights once, before the others
+    if args.pretrained and world.local_rank == 0:
+        # the first process of each machine fetches the weights into that machine's cache, before the others
+        # read them (the barrier of _agree), so the processes of a machine never download the same file at once
+        build_cam_model(args.model, num_classes, pretrained=True)
     settings = _settings(args, config, num_classes)
     state = _load_state(args.out / CHECKPOINT, settings, world) if world.main else None
     return _Setup(config, SeededAugmentation(train, args.seed), val, classes, settings, state, notes)
@@ -774,6 +792,7 @@ def wrap_ddp(model: nn.Module, world: World) -> nn.Module:
     are several processes: ``device_ids=[LOCAL_RANK's GPU]`` on CUDA (nccl), no ``device_ids`` on the CPU (gloo);
     the model itself for one process. DDP copies rank 0's weights to every rank here. BatchNorm stays plain
     BatchNorm (``SyncBatchNorm`` refuses CPU tensors; per-GPU batch statistics, as in the official recipe)."""
+    check_module("model", model)
     if not world.distributed:
         return model
     if world.device.type == "cuda":
@@ -1034,11 +1053,19 @@ def load_model(path, map_location: str = "cpu") -> Tuple[GAPClassifier, Dict[str
     Returns:
         ``(model, state)``: the model in eval mode with the saved weights, and the whole checkpoint (``history``,
         ``classes``, ``settings``...). Read with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: no checkpoint there. RuntimeError: an unreadable file. ValueError: a checkpoint that
+            this command did not write.
     """
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT
     state = load_checkpoint(path, map_location=map_location)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{path} was not written by `python -m hncam_utils train` (no {FORMAT!r} format mark); "
+                         "for a checkpoint of hncam_utils.train.fit use load_checkpoint and the model it was trained "
+                         "with")
     s = state["settings"]
     model = build_cam_model(s["model"], s["num_classes"], pretrained=False, width=s.get("width"))
     model.load_state_dict(state["model"])

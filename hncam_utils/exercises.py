@@ -8,11 +8,12 @@ A notebook gives a stub to fill in, then a check cell::
     check("select", select)             # tests your function against the package
     show_solution("select")             # only when stuck: prints a solution
 
-:func:`check` compares the learner's function with the package (:mod:`hncam_utils.losses`) on fixed and random
-inputs. A stub that still raises ``NotImplementedError`` gets a friendly note (so the notebook still runs top to
+:func:`check` compares the learner's function with the package (:mod:`hncam_utils.losses`,
+:mod:`hncam_utils.base_losses`) on fixed and random inputs, or, for random label noise, checks the properties
+the package's noise has (realised rate, never the true class, uniform over the others, seeded). A stub that still raises ``NotImplementedError`` gets a friendly note (so the notebook still runs top to
 bottom); a wrong answer raises ``AssertionError`` saying on which input it differs and how.
 
-Depends on torch and the maths layer only.
+Depends on torch and the maths layer only (:mod:`hncam_utils.losses`, :mod:`hncam_utils.base_losses`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .base_losses import focal_loss
 from .losses import HNCLoss, positive_mask, select_negatives
 
 __all__ = ["EXERCISES", "check", "show_solution", "solution"]
@@ -54,6 +56,22 @@ def hnc_kd_solution(cams: Tensor, targets: Tensor, k: int, T: float = 1.0) -> Te
     selected = cams.gather(1, idx[:, :, None, None].expand(-1, -1, *cams.shape[2:])).flatten(2)  # (B, k, HW)
     log_p = torch.log_softmax(selected / T, dim=2)
     return (-log_p.mean(dim=2)).sum() / cams.shape[0]
+
+
+def focal_solution(logits: Tensor, targets: Tensor, gamma: float) -> Tensor:
+    """Focal loss: the mean over the batch of ``-(1 - p_y)**gamma * log p_y``."""
+    log_p = torch.log_softmax(logits, dim=1).gather(1, targets[:, None])[:, 0]
+    return (-(1 - log_p.exp()).pow(gamma) * log_p).mean()
+
+
+def symmetric_noise_solution(labels: Tensor, rate: float, num_classes: int, generator: torch.Generator) -> Tensor:
+    """Symmetric label noise: with probability ``rate`` a label becomes one of the *other* classes, uniformly.
+
+    Adding an offset drawn from ``1 .. C-1`` (modulo ``C``) never gives back the true class.
+    """
+    flip = torch.rand(labels.shape, generator=generator) < rate
+    offset = torch.randint(1, num_classes, labels.shape, generator=generator)
+    return torch.where(flip, (labels + offset) % num_classes, labels)
 
 
 # ----------------------------------------------------------------------------------------------- test cases
@@ -104,11 +122,69 @@ def _check_loss(fn: Callable, variant: str, temperatures: Tuple[float, ...]) -> 
     return f"hnc_{variant}: correct (equals HNCLoss(variant={variant!r}) on {n} cases)"
 
 
+def _check_focal(fn: Callable) -> str:
+    gen = torch.Generator().manual_seed(2)
+    n = 0
+    for gamma in (0.0, 0.5, 2.0, 5.0):
+        for b, c in ((1, 3), (4, 10), (16, 7)):
+            logits = 4.0 * torch.randn(b, c, generator=gen, dtype=torch.float64)
+            targets = torch.randint(0, c, (b,), generator=gen)
+            got = fn(logits.clone(), targets.clone(), gamma)
+            want = focal_loss(logits, targets, gamma=gamma)
+            n += 1
+            if not isinstance(got, Tensor) or got.dim() != 0:
+                raise AssertionError(f"gamma = {gamma}: expected a scalar tensor (0-dim), got "
+                                     f"{tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__}")
+            if not torch.allclose(got.double(), want, rtol=1e-5, atol=1e-7):
+                hint = ("at gamma = 0 it must equal F.cross_entropy" if gamma == 0 else
+                        "weight each example's -log p_y by (1 - p_y)**gamma, p_y the softmax probability of its "
+                        "label, then average over the batch")
+                raise AssertionError(f"gamma = {gamma}, batch {b}, {c} classes: expected {float(want):.6f}, got "
+                                     f"{float(got):.6f}. Hint: {hint}")
+    return f"focal: correct (equals hncam_utils.base_losses.focal_loss on {n} cases)"
+
+
+def _check_symmetric_noise(fn: Callable) -> str:
+    c, n = 10, 20_000
+    labels = torch.arange(n) % c
+    for rate in (0.0, 0.2, 0.4):
+        noisy = fn(labels.clone(), rate, c, torch.Generator().manual_seed(0))
+        if not isinstance(noisy, Tensor) or noisy.shape != labels.shape:
+            raise AssertionError(f"rate {rate}: expected a tensor of shape {tuple(labels.shape)}, got "
+                                 f"{tuple(noisy.shape) if isinstance(noisy, Tensor) else type(noisy).__name__}")
+        noisy = noisy.long()
+        if bool(((noisy < 0) | (noisy >= c)).any()):
+            raise AssertionError(f"rate {rate}: labels outside [0, {c - 1}]")
+        changed = noisy != labels
+        realised = float(changed.float().mean())
+        if abs(realised - rate) > 0.015:
+            raise AssertionError(f"rate {rate}: {realised:.3f} of the labels changed. Hint: each label changes with "
+                                 "probability rate, and a changed label must never be the true class again "
+                                 "(draw among the C - 1 other classes)")
+        if rate > 0:
+            offsets = ((noisy[changed] - labels[changed]) % c).bincount(minlength=c)[1:].float()
+            share = offsets / offsets.sum()
+            if float((share - 1 / (c - 1)).abs().max()) > 0.03:
+                raise AssertionError(f"rate {rate}: the wrong labels are not spread evenly over the other classes "
+                                     f"(shares by offset {[round(float(v), 3) for v in share]}, expected about "
+                                     f"{1 / (c - 1):.3f} each)")
+    again = fn(labels.clone(), 0.4, c, torch.Generator().manual_seed(0)).long()
+    other = fn(labels.clone(), 0.4, c, torch.Generator().manual_seed(1)).long()
+    if not torch.equal(again, fn(labels.clone(), 0.4, c, torch.Generator().manual_seed(0)).long()):
+        raise AssertionError("the same generator seed gave other labels: draw every random number from `generator`")
+    if torch.equal(again, other):
+        raise AssertionError("two generator seeds gave the same labels: draw the random numbers from `generator`")
+    return ("symmetric_noise: correct (realised rates 0, 0.2, 0.4 within 1.5 points, never the true class, "
+            "uniform over the other classes, reproducible per seed)")
+
+
 #: name -> (checker, solution)
 EXERCISES: Dict[str, Tuple[Callable[[Callable], str], Callable]] = {
     "select": (_check_select, select_solution),
     "hnc_mse": (lambda fn: _check_loss(fn, "mse", (1.0,)), hnc_mse_solution),
     "hnc_kd": (lambda fn: _check_loss(fn, "kd", (1.0, 0.5, 2.0, 4.0)), hnc_kd_solution),
+    "focal": (_check_focal, focal_solution),
+    "symmetric_noise": (_check_symmetric_noise, symmetric_noise_solution),
 }
 
 

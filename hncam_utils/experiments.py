@@ -40,6 +40,7 @@ __all__ = [
     "run_experiment",
     "data_tag",
     "noisy_training_set",
+    "shared_noise",
     "summarize",
     "paired_difference",
     "PairedVerdict",
@@ -149,21 +150,28 @@ def data_tag(config: ClutteredDigitsConfig) -> str:
     return f"digits-{digest}"
 
 
-def noisy_training_set(
-    train_set: ClutteredDigits,
+def shared_noise(
+    clean_labels: torch.Tensor,
+    num_classes: int,
     label_noise: Union[Mapping[str, Any], NoisyLabels],
     tag: str,
     cache_dir: Optional[Union[str, Path]] = None,
-) -> Tuple[NoisyLabelDataset, str]:
-    """Wrap ``train_set`` so it serves noisy labels, shared on disk so every run sees the same corruption.
+    default_flips: Optional[Mapping[int, Any]] = None,
+) -> Tuple[NoisyLabels, str]:
+    """The noisy labels of a training set, shared on disk so every run (and rerun) sees the same corruption.
 
     ``label_noise`` is a :class:`NoisyLabels` or the arguments of
-    :func:`hncam_utils.data.noise.make_noisy_labels` (``kind``, ``rate``, ``seed``, optional ``flips``). The
-    labels are saved once at ``cache_dir / "noisy_labels" / f"{tag}_{noise.tag()}.json"`` and loaded (and
-    checked against the data set) afterwards.
+    :func:`hncam_utils.data.noise.make_noisy_labels` (``kind``, ``rate``, ``seed``, optional ``flips``;
+    ``default_flips`` is used for asymmetric noise when ``flips`` is not given). The labels are saved once at
+    ``cache_dir / "noisy_labels" / f"{tag}_{noise tag}.json"`` and loaded (and checked against
+    ``clean_labels``) afterwards.
 
     Returns:
-        ``(data set, tag)`` with the noise's tag appended (``digits-hard_sym40-s0``), for run names.
+        ``(noise, tag)`` with the noise's tag appended to ``tag`` (``digits-hard_sym40-s0``), for run names; a
+        flip table other than Cluttered Digits' :data:`~hncam_utils.data.noise.DIGITS_FLIPS` adds a short hash.
+
+    Raises:
+        ValueError: unknown keys in ``label_noise``; a saved file that holds other labels than asked for.
     """
     from .paths import data_home
 
@@ -174,7 +182,9 @@ def noisy_training_set(
         unknown = set(args) - {"kind", "rate", "seed", "flips"}
         if unknown:
             raise ValueError(f"label_noise takes kind, rate, seed and flips, got also {sorted(unknown)}")
-        noise = make_noisy_labels(train_set.targets, num_classes=train_set.num_classes, **args)
+        if default_flips is not None and args.get("kind") == "asymmetric" and args.get("flips") is None:
+            args["flips"] = default_flips
+        noise = make_noisy_labels(clean_labels, num_classes=num_classes, **args)
     noise_tag = noise.tag()
     if noise.kind == "asymmetric" and noise.flips != {c: (p,) for c, p in DIGITS_FLIPS.items()}:
         import hashlib
@@ -183,13 +193,29 @@ def noisy_training_set(
     root = Path(cache_dir) if cache_dir is not None else data_home()
     path = root / "noisy_labels" / f"{tag}_{noise_tag}.json"
     if path.exists():
-        saved = load_noisy_labels(path, train_set.targets, num_classes=train_set.num_classes)
+        saved = load_noisy_labels(path, clean_labels, num_classes=num_classes)
         if not torch.equal(saved.labels, noise.labels):
             raise ValueError(f"{path} holds other noisy labels than the ones asked for; delete it to remake it")
         noise = saved
     else:
         noise.save(path)
-    return NoisyLabelDataset(train_set, noise), f"{tag}_{noise_tag}"
+    return noise, f"{tag}_{noise_tag}"
+
+
+def noisy_training_set(
+    train_set: ClutteredDigits,
+    label_noise: Union[Mapping[str, Any], NoisyLabels],
+    tag: str,
+    cache_dir: Optional[Union[str, Path]] = None,
+) -> Tuple[NoisyLabelDataset, str]:
+    """Wrap ``train_set`` so it serves noisy labels, shared on disk so every run sees the same corruption
+    (see :func:`shared_noise`; asymmetric noise defaults to Cluttered Digits' ``DIGITS_FLIPS``).
+
+    Returns:
+        ``(data set, tag)`` with the noise's tag appended (``digits-hard_sym40-s0``), for run names.
+    """
+    noise, tag = shared_noise(train_set.targets, train_set.num_classes, label_noise, tag, cache_dir)
+    return NoisyLabelDataset(train_set, noise), tag
 
 
 def run_experiment(
@@ -460,6 +486,8 @@ def fashion_runs(
     progress: bool = True,
     eval_k: int = 3,
     curves: bool = False,
+    label_noise: Union[Mapping[str, Any], NoisyLabels, None] = None,
+    test_metrics: bool = True,
 ) -> List[RunResult]:
     """The course's Fashion-MNIST runs for ``profile`` (default: the current one): trained once (notebook
     04), loaded from the cache afterwards (same setting, loss and seed give the same run name).
@@ -474,33 +502,58 @@ def fashion_runs(
         curves: also evaluate on the test split after every epoch (``test_acc``/``test_loss`` in the history,
             for learning curves). Off by default: the final evaluation gives the metrics, and a pass over the
             10,000 test images per epoch costs about a quarter of a ``cpu``-profile epoch.
+        label_noise: train on noisy labels (test labels stay clean), as in :func:`run_experiment`; asymmetric
+            noise defaults to :data:`~hncam_utils.data.noise.FASHION_FLIPS`. The metrics then also hold the
+            memorisation shares on the training images (``noisy_fit``, ``noisy_clean``, ``clean_fit``) and,
+            with ``curves=True``, ``top1_peak``.
+        test_metrics: evaluate every run on the test split (metrics and predictions). ``False`` only loads (or
+            trains) the runs: ``metrics`` then holds ``sec_per_epoch`` (and the memorisation shares with
+            ``label_noise``) and ``predictions`` is ``None``, for a notebook that measures its own metrics
+            (notebook 07 attacks a subset of the test images).
+
+    A spec's ``model`` (e.g. ``"digits_cnn_cosine"`` for CosFace) replaces the default ``digits_cnn``.
 
     Returns:
         One :class:`RunResult` per (spec, seed), in the order of ``specs`` then ``seeds``; metrics on the
         test split (``top1``, negative-CAM statistics ...) and the ``predictions`` on it.
     """
-    from .models import digits_cnn
+    from .data import DeviceLoader
+    from .data.noise import FASHION_FLIPS
     from .runtime import get_profile
 
     fs = setting if setting is not None else COURSE_FASHION[get_profile(profile)]
     train_loader, test_loader = fashion_loaders(fs, root=root, device=device)
+    fit_loader, tag, noise = train_loader, fs.tag, None
+    if label_noise is not None:
+        noise, tag = shared_noise(train_loader.targets.cpu(), 10, label_noise, fs.tag, cache_dir,
+                                  default_flips=FASHION_FLIPS)
+        fit_loader = DeviceLoader(train_loader.images, noise.labels, batch_size=train_loader.batch_size,
+                                  crop=train_loader.crop, pad_mode=train_loader.pad_mode, flip=train_loader.flip,
+                                  mean=train_loader.mean, std=train_loader.std, device=train_loader.device,
+                                  classes=train_loader.classes)
     spec_list = list((specs if specs is not None else DEFAULT_SPECS).values()) if isinstance(
         specs if specs is not None else DEFAULT_SPECS, Mapping) else list(specs)
     results: List[RunResult] = []
     for spec in spec_list:
         for seed in (list(seeds) if seeds is not None else list(fs.seeds)):
             config = spec.apply(fs.recipe(seed=int(seed)))
-            name = run_name(fs.tag, "digits_cnn", config)
+            arch = spec.model or "digits_cnn"
+            name = run_name(tag, arch, config)
             if progress:
                 print(f"[{spec.label} seed {seed}] {name}", flush=True)
-            net, history = train_or_load(lambda: digits_cnn(num_classes=10), train_loader, config, name,
+            net, history = train_or_load(lambda: build_model(arch, num_classes=10), fit_loader, config, name,
                                          test_data=test_loader if curves else None, cache_dir=cache_dir,
                                          device=device, progress=progress)
             outputs: Dict[str, torch.Tensor] = {}
-            metrics = evaluate(net, test_loader, k=eval_k, outputs=outputs)
+            metrics = evaluate(net, test_loader, k=eval_k, outputs=outputs) if test_metrics else {}
             metrics["sec_per_epoch"] = float(np.mean(history["seconds"])) if history.get("seconds") else math.nan
+            if noise is not None:
+                if history.get("test_acc"):
+                    metrics["top1_peak"] = float(max(history["test_acc"]))
+                logits, _ = predict(net, train_loader.replace(batch_size=1000, shuffle=False, crop=0, flip=False))
+                metrics.update(noise.memorisation(logits.argmax(dim=1)))
             results.append(RunResult(spec.label, int(seed), config, history, metrics, net,
-                                     predictions=outputs["logits"].argmax(dim=1)))
+                                     predictions=outputs["logits"].argmax(dim=1) if test_metrics else None))
     return results
 
 

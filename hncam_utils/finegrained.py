@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from ._checks import check_bool, check_int, check_module, show
 from .data import CUB200, cub_transforms, make_cub_fixture
 from .experiments import LossSpec, RunResult
 from .models import WeightsUnavailableError, check_k, check_num_classes, resnet50_cam
@@ -120,6 +121,19 @@ class CUBData:
     folder: Path
 
 
+def _check_setting(setting: Any) -> "CUBSetting":
+    if not isinstance(setting, CUBSetting):
+        raise TypeError(f"setting must be a CUBSetting, got {show(setting)}; e.g. CUB_SETTINGS['smoke'] (or 'cpu', "
+                        "'gpu')")
+    return setting
+
+
+def _check_data(data: Any) -> "CUBData":
+    if not isinstance(data, CUBData):
+        raise TypeError(f"data must be the CUBData of load_cub(setting), got {show(data)}")
+    return data
+
+
 def _first_classes(data: CUB200, n: Optional[int]):
     if n is None or n >= data.num_classes:
         return data
@@ -132,7 +146,11 @@ def load_cub(setting: CUBSetting, root: Optional[Union[str, Path]] = None, downl
     Raises:
         hncam_utils.data.DatasetNotFoundError, hncam_utils.download.DownloadError: the real data cannot be
             had (the message says how to get it).
+        TypeError: ``setting`` is not a :class:`CUBSetting` (e.g. a profile name instead of
+            ``CUB_SETTINGS[name]``), or ``download`` not a bool.
     """
+    _check_setting(setting)
+    check_bool("download", download)
     if setting.fixture:
         root = data_home() / "fixtures" / "cub"
         if not (root / "CUB_200_2011" / "classes.txt").exists():
@@ -156,7 +174,10 @@ def build_cub_model(setting: CUBSetting, num_classes: int, progress: bool = Fals
 
     Raises:
         WeightsUnavailableError: no pretrained weights and random ones not allowed.
+        TypeError / ValueError: a setting that is not a :class:`CUBSetting`, ``num_classes`` not an int >= 2.
     """
+    _check_setting(setting)
+    num_classes = check_int("num_classes", num_classes, min=2, fix="the number of classes of the CUB split")
     try:
         return resnet50_cam(num_classes, weights=setting.weights, last_stride=setting.last_stride,
                             progress=progress), str(setting.weights)
@@ -179,7 +200,14 @@ def run_cub(
     attributes: ``result.wsol``, the :class:`~hncam_utils.wsol.WSOLResult` with per-image IoUs (for the most
     improved / damaged figures), and ``result.weights``, which weights the run started from. The pretrained
     weights are fetched only when a run must be trained: cached runs load without them.
+
+    Raises:
+        TypeError: ``setting`` not a :class:`CUBSetting`, ``data`` not the :class:`CUBData` of :func:`load_cub`,
+            ``progress`` not a bool.
     """
+    _check_setting(setting)
+    _check_data(data)
+    check_bool("progress", progress)
     num_classes = len(data.classes)
     templates: Dict[bool, Tuple[nn.Module, str]] = {}
 
@@ -231,7 +259,18 @@ def most_changed(base: "WSOLResult", other: "WSOLResult", n: int = 3) -> Dict[st
     Returns:
         ``{"improved": [...], "damaged": [...]}``: indices into the test split, largest change first. An image
         appears only if its IoU changed.
+
+    Raises:
+        TypeError: ``base`` or ``other`` not a :class:`~hncam_utils.wsol.WSOLResult` (``result.wsol`` of
+            :func:`run_cub`), ``n`` not an int. ValueError: results of different test sets, ``n < 1``.
     """
+    for name, value in (("base", base), ("other", other)):
+        if not isinstance(value, WSOLResult):
+            raise TypeError(f"{name} must be a WSOLResult (e.g. run_cub(...)[i].wsol), got {show(value)}")
+    n = check_int("n", n, min=1)
+    if base.iou.shape != other.iou.shape:
+        raise ValueError(f"base and other were measured on different test sets ({len(base.iou)} and {len(other.iou)} "
+                         "images); compare runs of the same setting")
     diff = other.iou - base.iou
     order = np.argsort(-diff, kind="stable")
     improved = [int(i) for i in order[:n] if diff[i] > 0]
@@ -248,7 +287,25 @@ def example_maps(
     Returns:
         ``(images (N, 3, H, W) in [0, 1], boxes (N, 4), {label: (cams, classes)}, {label: predictions})``; each
         model's ground-truth CAM first, then its ``n_neg`` top negatives (ranked by its own logits).
+
+    Raises:
+        TypeError: ``models`` not a ``{label: model}`` dict of modules, ``data`` not a :class:`CUBData`, indices
+            or ``n_neg`` not ints. ValueError: no index, an index outside the test split, ``n_neg < 0``.
     """
+    if not isinstance(models, Mapping) or not models:
+        raise TypeError(f"models must be a non-empty dict {{label: model}}, got {show(models)}")
+    for label, model in models.items():
+        check_module(f"models[{label!r}]", model)
+    _check_data(data)
+    if isinstance(indices, (np.ndarray, torch.Tensor)) and indices.ndim == 1:
+        indices = indices.tolist()
+    if isinstance(indices, (str, bytes)) or not isinstance(indices, Sequence):
+        raise TypeError(f"indices must be a list of test-image indices, got {show(indices)}")
+    if len(indices) == 0:
+        raise ValueError("indices is empty: pass at least one test-image index, e.g. most_changed(...)['improved']")
+    indices = [check_int(f"indices[{i}]", v, min=0, max=len(data.test) - 1,
+                         fix=f"the test split has {len(data.test)} images") for i, v in enumerate(indices)]
+    n_neg = check_int("n_neg", n_neg, min=0)
     from .data import IMAGENET_MEAN, IMAGENET_STD
     from .metrics import gt_and_top_negative_cams
     from .models import unwrap

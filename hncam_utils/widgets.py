@@ -54,6 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import check_float, check_int, show
 from .cam import compute_cams, shared_scale, upsample_cams
 from .models import LogitsOnly, unwrap
 from .plots import CAM_CMAP, plot_cam_grid, to_display_image
@@ -128,6 +129,15 @@ class _GAPHead(nn.Module):
         return self.classifier(self.block(features).mean(dim=(2, 3)))
 
 
+def _model_labels(models: Any) -> List[str]:
+    """A selection of model labels as a list (a single label as a string is refused: it would read as letters)."""
+    if isinstance(models, str) or not isinstance(models, (list, tuple)):
+        raise TypeError(f"models must be a list of model labels, e.g. [{models!r}], got {show(models)}")
+    if not models:
+        raise ValueError("no model selected: select at least one model to show its maps")
+    return list(models)
+
+
 @contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
     was_training = model.training
@@ -161,8 +171,10 @@ class CAMExplorer:
 
     Raises:
         ValueError: no models, models with different numbers of classes, empty data, targets that do not
-            match the images, or ``class_names`` of the wrong length.
-        TypeError: a model that is not a CAM model, or data that is neither a tensor nor a data set.
+            match the images or lie outside ``[0, C)``, ``class_names`` of the wrong length, a setting
+            (``n_ranks``, ``pool``...) below its minimum.
+        TypeError: a model that is not a CAM model, data that is neither a tensor nor a data set, non-integer
+            targets, a setting that is not an int.
     """
 
     def __init__(
@@ -213,9 +225,18 @@ class CAMExplorer:
                 raise ValueError(f"images must be (N, C, H, W), got shape {tuple(data.shape)}")
             if targets is None:
                 raise ValueError("with a tensor of images, pass targets=(N,) class ids as well")
-            t = torch.as_tensor(targets).long().flatten().cpu()
+            try:
+                t = torch.as_tensor(targets).flatten().cpu()
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"targets must be (N,) class ids (a tensor or a list of ints), got {show(targets)}") from None
+            if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+                raise TypeError(f"targets must be integer class ids, got dtype {t.dtype}; convert them with .long()")
+            t = t.long()
             if t.numel() != data.shape[0]:
                 raise ValueError(f"{data.shape[0]} images but {t.numel()} targets; pass one class id per image")
+            if t.numel() and (int(t.min()) < 0 or int(t.max()) >= self.num_classes):
+                raise ValueError(f"targets must be class ids in [0, {self.num_classes - 1}] for models with "
+                                 f"{self.num_classes} classes, got values in [{int(t.min())}, {int(t.max())}]")
             self._images, self._targets = data.detach().cpu(), t
             self.n_images = int(data.shape[0])
         elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
@@ -236,12 +257,12 @@ class CAMExplorer:
         self.class_names = names
         self._name_to_id = {n.strip().lower(): i for i, n in enumerate(names)}
 
-        self.n_ranks = max(1, min(int(n_ranks), self.num_classes))
-        self.pool = int(pool)
-        self.n_list = int(n_list)
-        self.ig_steps = int(ig_steps)
-        self.cache_size = int(cache_size)
-        self.panel_px = int(panel_px)
+        self.n_ranks = min(check_int("n_ranks", n_ranks, min=1, fix="1 shows the ground truth only"), self.num_classes)
+        self.pool = check_int("pool", pool, min=1)
+        self.n_list = check_int("n_list", n_list, min=1)
+        self.ig_steps = check_int("ig_steps", ig_steps, min=1, fix="e.g. 32")
+        self.cache_size = check_int("cache_size", cache_size, min=1)
+        self.panel_px = check_int("panel_px", panel_px, min=16, fix="e.g. 180")
 
         self._features: "OrderedDict[Tuple[str, int], Tuple[Tensor, Tensor]]" = OrderedDict()
         self._pixel_maps: "OrderedDict[Tuple[str, int, int, str], Tensor]" = OrderedDict()
@@ -408,9 +429,7 @@ class CAMExplorer:
         method = s["method"] if method is None else method
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
-        labels = list(s["models"] if models is None else models)
-        if not labels:
-            raise ValueError("no model selected: select at least one model to show its maps")
+        labels = _model_labels(s["models"] if models is None else models)
         unknown = [m for m in labels if m not in self.models]
         if unknown:
             raise ValueError(f"unknown model(s) {unknown}; choose among {list(self.models)}")
@@ -464,6 +483,7 @@ class CAMExplorer:
     def most_confused(self, n: Optional[int] = None) -> List[Tuple[int, str]]:
         """Images the reference model gets most wrong: largest margin of its top negative's probability over
         the ground truth's. ``[(index, description), ...]``, most confused first."""
+        n = check_int("n", n, min=1, none_ok=True)
         logits, targets = self.pool_scores()
         probs = logits[self.reference].softmax(1)
         gt = probs.gather(1, targets[:, None])[:, 0]
@@ -481,6 +501,7 @@ class CAMExplorer:
         Raises:
             ValueError: fewer than two models.
         """
+        n = check_int("n", n, min=1, none_ok=True)
         if len(self.models) < 2:
             raise ValueError("'most improved' compares models with the reference model: pass at least two models")
         logits, targets = self.pool_scores()
@@ -520,9 +541,8 @@ class CAMExplorer:
         (0: only the image, 1: only the map). Bilinear upsampling throughout."""
         from matplotlib import colormaps
 
-        opacity = float(self.state["opacity"] if opacity is None else opacity)
-        if not 0.0 <= opacity <= 1.0:
-            raise ValueError(f"opacity must lie in [0, 1], got {opacity}")
+        opacity = check_float("opacity", self.state["opacity"] if opacity is None else opacity, min=0, max=1,
+                              fix="0 shows only the image, 1 only the map")
         img = self._display_image(view.index, view.image)
         size = img.shape[:2]
         cmap = colormaps[CAM_CMAP]
@@ -588,7 +608,7 @@ class CAMExplorer:
             state["rank"] = None
         state.update(changes)
         if state["models"] is not None:
-            state["models"] = list(state["models"])
+            state["models"] = _model_labels(state["models"])
         t0 = time.perf_counter()
         view = self.compute(state["index"], state["rank"], state["class_name"], state["models"], state["method"])
         t1 = time.perf_counter()
@@ -791,10 +811,13 @@ class CAMExplorer:
         indices = [self._check_index(i) for i in indices]
         if not indices:
             raise ValueError("static_grid needs at least one image index")
-        labels = list(models) if models is not None else list(self.models)
-        if not labels:
-            raise ValueError("no model selected: pass at least one model label")
-        n = min(int(n_negatives), self.num_classes - 1)
+        labels = _model_labels(models) if models is not None else list(self.models)
+        unknown = [m for m in labels if m not in self.models]
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown}; choose among {list(self.models)}")
+        n_negatives = check_int("n_negatives", n_negatives, min=0)
+        cell = check_float("cell", cell, min=0, min_open=True, fix="the size of a panel in inches, e.g. 1.3")
+        n = min(n_negatives, self.num_classes - 1)
         cams: Dict[str, List[Tensor]] = {m: [] for m in labels}
         classes: Dict[str, List[Tensor]] = {m: [] for m in labels}
         for i in indices:

@@ -11,9 +11,13 @@ import pytest
 import torch
 
 from hncam_utils import base_losses as bl
+from hncam_utils import distributed as D
+from hncam_utils import finegrained as fg
 from hncam_utils import robustness as rb
 from hncam_utils import wsol
+from hncam_utils.data import noise as nz
 from hncam_utils.models import digits_cnn
+from hncam_utils.widgets import CAMExplorer
 
 NAN, INF = float("nan"), float("inf")
 LOGITS, Y = torch.randn(4, 5), torch.tensor([0, 1, 2, 3])
@@ -24,6 +28,20 @@ IMAGES, LABELS = torch.rand(2, 1, 28, 28), torch.tensor([0, 1])
 def _model():
     torch.manual_seed(0)
     return digits_cnn(5, width=4).eval()
+
+
+def _noise():
+    return nz.make_noisy_labels([0, 1, 2, 0, 1, 2], 0.3, num_classes=3)
+
+
+def _wsol_result(n=3):
+    ev = wsol.WSOLEvaluator(thresholds=[0.5])
+    ev.accumulate(torch.rand(n, 3, 3), BOX[:1].expand(n, 4), (28, 28))
+    return ev.compute()
+
+
+def _explorer(**kwargs):
+    return CAMExplorer({"ce": _model()}, IMAGES, targets=LABELS, **kwargs)
 
 
 def _curve():
@@ -87,7 +105,86 @@ CASES = [
     ("curve accuracy_at text", lambda: _curve().accuracy_at("x"), TypeError, "epsilon must be a number"),
     ("curve epsilon_at text", lambda: _curve().epsilon_at("x"), TypeError, "level must be a number"),
     ("curve epsilon_at fraction", lambda: _curve().epsilon_at(101), ValueError, "an accuracy in %"),
+    # ---------------------------------------------------------------- distributed (the pieces of the train command)
+    ("ShardSampler negative size", lambda: D.ShardSampler(-1, 0, 2), ValueError, "n must be an int >= 0"),
+    ("ShardSampler size text", lambda: D.ShardSampler("9", 0, 2), TypeError, "n must be an int"),
+    ("ShardSampler world 0", lambda: D.ShardSampler(9, 0, 0), ValueError, "world_size must be an int >= 1"),
+    ("ShardSampler rank 2 of 2", lambda: D.ShardSampler(9, 2, 2), ValueError, "rank must be an int in [0, 1]"),
+    ("SeededAugmentation seed text", lambda: D.SeededAugmentation([1, 2], "a"), TypeError, "seed must be an int"),
+    ("SeededAugmentation not a data set", lambda: D.SeededAugmentation(5, 0), TypeError, "base must be a map-style"),
+    ("build_datasets image_size 0", lambda: D.build_datasets("cifar10", None, 0, True), ValueError, "image_size"),
+    ("build_datasets hflip text", lambda: D.build_datasets("cifar10", None, 32, "yes"), TypeError, "hflip"),
+    ("build_cam_model pretrained text", lambda: D.build_cam_model("digits_cnn", 10, pretrained="no"), TypeError,
+     "pretrained must be True or False"),
+    ("official_lambda ce", lambda: D.official_lambda("ce", "resnet101"), ValueError, "'ce') has no HNC term"),
+    ("load_model of another checkpoint", lambda: D.load_model(_foreign_checkpoint()), ValueError,
+     "not written by `python -m hncam_utils train`"),
+    ("wrap_ddp not a model", lambda: D.wrap_ddp("model", D.World()), TypeError, "model must be a torch.nn.Module"),
+    ("init_world timeout 0", lambda: D.init_world("cpu", 0), D.UsageError, "--dist-timeout must be"),
+    # ---------------------------------------------------------------- data.noise
+    ("noise seed text", lambda: nz.make_noisy_labels([0, 1, 2], 0.2, seed="a"), TypeError, "seed must be an int"),
+    ("noise num_classes text", lambda: nz.make_noisy_labels([0, 1, 2], 0.2, num_classes="3"), TypeError, "num_classes"),
+    ("noise flips as a list", lambda: nz.make_noisy_labels([0, 1, 2], 0.2, kind="asymmetric", flips=[1, 2]),
+     TypeError, "flips must be a dict"),
+    ("noise flip partner text", lambda: nz.make_noisy_labels([0, 1, 2], 0.2, kind="asymmetric", flips={0: "1"}),
+     TypeError, "must name a partner class"),
+    ("memorisation of logits", lambda: _noise().memorisation(torch.randn(6, 3)), ValueError, "logits.argmax(1)"),
+    ("memorisation of floats", lambda: _noise().memorisation(torch.tensor([0.5, 1.2, 2.0, 0.0, 1.0, 2.0])), TypeError,
+     "integer class indices"),
+    ("memorisation of text", lambda: _noise().memorisation("abc"), TypeError, "predictions must be"),
+    ("load_noisy_labels folder", lambda: nz.load_noisy_labels(_folder(), [0, 1]), IsADirectoryError, ".json file"),
+    ("load_noisy_labels incomplete", lambda: nz.load_noisy_labels(_incomplete_noise_file(), [0, 1]), ValueError,
+     "incomplete noisy-label file (no num_classes"),
+    ("dataset_labels of a number", lambda: nz.dataset_labels(5), TypeError, "dataset must be a data set"),
+    # ---------------------------------------------------------------- finegrained
+    ("load_cub profile name", lambda: fg.load_cub("smoke"), TypeError, "CUB_SETTINGS['smoke']"),
+    ("build_cub_model profile name", lambda: fg.build_cub_model("smoke", 10), TypeError, "setting must be a CUBSetting"),
+    ("build_cub_model 1 class", lambda: fg.build_cub_model(fg.CUB_SETTINGS["smoke"], 1), ValueError, "num_classes"),
+    ("run_cub without data", lambda: fg.run_cub(fg.CUB_SETTINGS["smoke"], None), TypeError, "data must be the CUBData"),
+    ("most_changed of dicts", lambda: fg.most_changed({}, {}), TypeError, "base must be a WSOLResult"),
+    ("most_changed n 0", lambda: fg.most_changed(_wsol_result(), _wsol_result(), n=0), ValueError, "n must be"),
+    ("most_changed other test sets", lambda: fg.most_changed(_wsol_result(3), _wsol_result(4)), ValueError,
+     "different test sets"),
+    ("example_maps not models", lambda: fg.example_maps({"ce": "model"}, None, [0]), TypeError, "models['ce']"),
+    # ---------------------------------------------------------------- widgets
+    ("explorer float targets", lambda: CAMExplorer({"ce": _model()}, IMAGES, targets=LABELS.float()), TypeError,
+     "targets must be integer class ids"),
+    ("explorer target 7 of 5 classes", lambda: CAMExplorer({"ce": _model()}, IMAGES, targets=torch.tensor([0, 7])),
+     ValueError, "targets must be class ids in [0, 4]"),
+    ("explorer n_ranks 0", lambda: _explorer(n_ranks=0), ValueError, "n_ranks must be an int >= 1"),
+    ("explorer ig_steps text", lambda: _explorer(ig_steps="32"), TypeError, "ig_steps must be an int"),
+    ("explorer panel_px 2", lambda: _explorer(panel_px=2), ValueError, "panel_px"),
+    ("compute one label as text", lambda: _explorer().compute(models="ce"), TypeError, "e.g. ['ce']"),
+    ("update one label as text", lambda: _explorer().update(models="ce"), TypeError, "e.g. ['ce']"),
+    ("panels opacity text", lambda: _explorer().panels(_explorer().compute(), opacity="0.5"), TypeError, "opacity"),
+    ("most_confused n 0", lambda: _explorer().most_confused(0), ValueError, "n must be an int >= 1"),
+    ("static_grid unknown model", lambda: _explorer().static_grid([0], models=["hnc"]), ValueError, "unknown model"),
+    ("static_grid n_negatives text", lambda: _explorer().static_grid([0], n_negatives="2"), TypeError, "n_negatives"),
 ]
+
+
+def _foreign_checkpoint():
+    import tempfile
+
+    path = tempfile.mkdtemp() + "/weights.pt"
+    torch.save({"model": {}, "epoch": 1}, path)
+    return path
+
+
+def _folder():
+    import tempfile
+
+    return tempfile.mkdtemp()
+
+
+def _incomplete_noise_file():
+    import json
+    import tempfile
+
+    path = tempfile.mkdtemp() + "/noise.json"
+    with open(path, "w") as f:
+        json.dump({"format": nz._FORMAT, "version": nz._VERSION}, f)
+    return path
 
 
 @pytest.mark.parametrize("call, error, text", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
@@ -109,3 +206,9 @@ def test_good_input_still_works():
     assert float(bl.focal_loss(LOGITS, Y.int(), gamma=0)) == pytest.approx(float(torch.nn.functional.cross_entropy(LOGITS, Y)))
     assert rb.default_step_size(0.1, 10, "L2", numel=4) == pytest.approx(0.0125)
     assert _curve().epsilon_at(50.0) == pytest.approx(0.05) and _curve().accuracy_at(0) == 90.0
+    assert list(D.ShardSampler(5, 1, 2)) == [1, 3] and D.official_lambda("hnc_kd", "resnet152") == 0.0048
+    assert _noise().memorisation([0, 1, 2, 0, 1, 2])["clean_fit"] == 100.0
+    ex = _explorer(n_ranks=9)
+    assert ex.n_ranks == 5 and ex.compute(models=("ce",)).models == ["ce"] and len(ex.most_confused(1)) == 1
+    changed = fg.most_changed(_wsol_result(), _wsol_result(), n=2)
+    assert set(changed) == {"improved", "damaged"}

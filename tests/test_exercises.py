@@ -48,6 +48,27 @@ def test_wrong_answers_fail_with_the_case_and_a_hint():
         check("hnc_kd", kd_ignores_temperature)
 
 
+def test_wrong_focal_and_noise_answers_fail_with_a_hint():
+    def focal_without_weight(logits, targets, gamma):  # plain cross-entropy
+        return torch.nn.functional.cross_entropy(logits, targets)
+
+    with pytest.raises(AssertionError, match="gamma = 0.5"):
+        check("focal", focal_without_weight)
+
+    def noise_may_keep_the_class(labels, rate, num_classes, generator):  # redraws among all C classes
+        flip = torch.rand(labels.shape, generator=generator) < rate
+        return torch.where(flip, torch.randint(0, num_classes, labels.shape, generator=generator), labels)
+
+    with pytest.raises(AssertionError, match="never be the true class"):
+        check("symmetric_noise", noise_may_keep_the_class)
+
+    def noise_without_generator(labels, rate, num_classes, generator):  # ignores the seed
+        return solution("symmetric_noise")(labels, rate, num_classes, torch.Generator().manual_seed(7))
+
+    with pytest.raises(AssertionError, match="two generator seeds"):
+        check("symmetric_noise", noise_without_generator)
+
+
 def test_show_solution_prints_code_and_unknown_names_are_named(capsys):
     show_solution("hnc_kd")
     assert "log_softmax" in capsys.readouterr().out

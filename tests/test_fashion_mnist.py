@@ -222,6 +222,10 @@ def test_course_fashion_runs_are_cached_and_their_names_stable(tmp_path):
     mtime = ckpt.stat().st_mtime
     again = fashion_runs(specs, profile="smoke", seeds=[0], cache_dir=tmp_path, progress=False)
     assert ckpt.stat().st_mtime == mtime and again[0].metrics["top1"] == run.metrics["top1"]
+    # test_metrics=False only loads: the same weights, no test metrics, no predictions, nothing retrained
+    (bare,) = fashion_runs(specs, profile="smoke", seeds=[0], cache_dir=tmp_path, progress=False, test_metrics=False)
+    assert ckpt.stat().st_mtime == mtime and "top1" not in bare.metrics and bare.predictions is None
+    assert all(torch.equal(a, b) for a, b in zip(bare.model.state_dict().values(), run.model.state_dict().values()))
 
 
 def test_data_script(gz_fixture, tmp_path, monkeypatch, closed_base, capsys):

@@ -11,6 +11,7 @@ from hncam_utils.data import CONFUSABLE, ClutteredDigits
 from hncam_utils.data.noise import (
     CIFAR10_FLIPS,
     DIGITS_FLIPS,
+    FASHION_FLIPS,
     NoisyLabelDataset,
     load_noisy_labels,
     make_noisy_labels,
@@ -76,6 +77,20 @@ def test_asymmetric_cifar10_pairs_and_untouched_classes():
         else:
             assert per_class[c] == 0.0  # airplane, automobile, frog, horse, ship keep their labels
     assert abs(noise.realised_rate - 0.2) < 0.02  # half the classes flip
+
+
+def test_asymmetric_fashion_pairs_flip_only_within_look_alikes():
+    from hncam_utils.data import FASHION_CLASSES
+
+    names = {FASHION_CLASSES[s]: FASHION_CLASSES[d] for s, d in FASHION_FLIPS.items()}
+    assert names == {"T-shirt/top": "Shirt", "Shirt": "T-shirt/top", "Pullover": "Coat", "Coat": "Pullover",
+                     "Sandal": "Sneaker", "Ankle boot": "Sneaker"}
+    noise = make_noisy_labels(CLEAN, 0.4, "asymmetric", seed=0, flips=FASHION_FLIPS)
+    allowed = np.eye(10, dtype=bool)
+    for src, dst in FASHION_FLIPS.items():
+        allowed[src, dst] = True
+    assert noise.transition_counts()[~allowed].sum() == 0
+    assert abs(noise.realised_rate - 0.24) < 0.02  # six of ten classes flip
 
 
 def test_asymmetric_with_several_partners_draws_among_them():
@@ -192,3 +207,31 @@ def test_run_experiment_trains_on_shared_noisy_labels_and_reports_memorisation(t
     with pytest.raises(ValueError, match="kind, rate, seed and flips"):
         run_experiment("hard", specs, [0], TrainConfig(epochs=1), data_overrides={"n_train": 64, "n_test": 32},
                        cache_dir=tmp_path, progress=False, label_noise={"kind": "symmetric", "rate": 0.2, "sd": 1})
+
+
+def test_fashion_runs_train_on_shared_noisy_labels_with_a_spec_model(tmp_path):
+    """fashion_runs with label noise (asymmetric: FASHION_FLIPS by default) and a cosine-head spec, on the
+    generated fixture: run names carry the noise and the model, memorisation is measured on the clean training
+    labels, and a second call reloads labels and runs."""
+    from hncam_utils.experiments import FashionSetting, LossSpec, fashion_loaders, fashion_runs
+
+    fs = FashionSetting(n_train=200, n_test=100, epochs=1, seeds=(0,), batch_size=64, fixture=True)
+    specs = [LossSpec("ce", name="ce"),
+             LossSpec("hnc_kd", hnc_lambda=0.1, base_loss="cosface", model="digits_cnn_cosine", name="cosface+hnc")]
+    kwargs = dict(setting=fs, root=tmp_path / "data", cache_dir=tmp_path, progress=False, curves=True,
+                  label_noise={"kind": "asymmetric", "rate": 0.4, "seed": 0})
+    runs = fashion_runs(specs, **kwargs)
+    (file,) = (tmp_path / "noisy_labels").glob("*.json")
+    train, _ = fashion_loaders(fs, root=tmp_path / "data", device="cpu")
+    noise = load_noisy_labels(file, train.targets)
+    assert noise.flips == {c: (p,) for c, p in FASHION_FLIPS.items()} and noise.realised_rate > 0
+    tag = file.stem
+    assert tag.startswith("fmnist-fixture-200_asym40-s0-")
+    names = sorted(p.stem for p in (tmp_path / "runs").glob("*.pt"))
+    assert names == [f"{tag}_digits_cnn_ce_e1_s0", f"{tag}_digits_cnn_cosine_hnc_kd_k3_lam0.1_cosface0.35_e1_s0"]
+    for r in runs:
+        assert {"top1", "top1_peak", "noisy_fit", "noisy_clean", "clean_fit"} <= set(r.metrics)
+        assert r.metrics["top1_peak"] >= r.metrics["top1"] - 1e-9
+    assert type(runs[1].model).__name__ == "CosineCAMNet"
+    again = fashion_runs(specs, **kwargs)
+    assert [r.metrics["noisy_fit"] for r in again] == [r.metrics["noisy_fit"] for r in runs]

@@ -91,7 +91,7 @@ LAYERS = {
     "cam": set(),
     "losses": {"cam"},
     "base_losses": set(),
-    "exercises": {"losses"},
+    "exercises": {"losses", "base_losses"},
     "models": {"cam"},
     "runtime": set(),
     "paths": set(),

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .._checks import check_int, show
 from ..paths import atomic_write_text
 from .cluttered_digits import CONFUSABLE
 
@@ -48,6 +49,7 @@ __all__ = [
     "NOISE_KINDS",
     "DIGITS_FLIPS",
     "CIFAR10_FLIPS",
+    "FASHION_FLIPS",
     "NoisyLabels",
     "make_noisy_labels",
     "load_noisy_labels",
@@ -67,6 +69,11 @@ DIGITS_FLIPS: Dict[int, int] = {c: partners[0] for c, partners in CONFUSABLE.ite
 #: CIFAR-10 (class ids of ``torchvision.datasets.CIFAR10``): truck -> automobile, bird -> airplane,
 #: deer -> horse, cat <-> dog; airplane, automobile, frog, horse and ship keep their labels.
 CIFAR10_FLIPS: Dict[int, int] = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+
+#: Fashion-MNIST (class ids of ``torchvision.datasets.FashionMNIST``): the course's own choice of look-alike
+#: classes, by analogy with the CIFAR-10 pairs (not a table from the literature): T-shirt/top <-> shirt,
+#: pullover <-> coat, sandal -> sneaker, ankle boot -> sneaker; trouser, dress, sneaker and bag keep their labels.
+FASHION_FLIPS: Dict[int, int] = {0: 6, 6: 0, 2: 4, 4: 2, 5: 7, 9: 7}
 
 
 def _fingerprint(labels: Tensor) -> str:
@@ -90,8 +97,7 @@ def _check_labels(labels: Any, num_classes: Optional[int]) -> Tuple[Tensor, int]
     labels = labels.long().cpu()
     if num_classes is None:
         num_classes = int(labels.max()) + 1 if labels.numel() else 0
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    num_classes = check_int("num_classes", num_classes, min=2, fix="the data set's number of classes")
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise ValueError(
             f"labels must lie in [0, {num_classes - 1}] for {num_classes} classes, got values in "
@@ -113,13 +119,18 @@ def _check_rate(rate: Any) -> float:
 
 
 def _check_flips(flips: Mapping[Any, Any], num_classes: int) -> Dict[int, Tuple[int, ...]]:
-    if not isinstance(flips, Mapping) or not flips:
+    if not isinstance(flips, Mapping):
+        raise TypeError(f"flips must be a dict {{class: partner class(es)}}, e.g. DIGITS_FLIPS, got {show(flips)}")
+    if not flips:
         raise ValueError(
             "asymmetric noise needs a non-empty flip table {class: partner class(es)}, e.g. DIGITS_FLIPS or "
             "CIFAR10_FLIPS"
         )
     table: Dict[int, Tuple[int, ...]] = {}
     for src, dst in flips.items():
+        if not isinstance(dst, (numbers.Integral, Sequence)) or isinstance(dst, (str, bytes)):
+            raise TypeError(f"flip table entry {src!r}: {dst!r} must name a partner class (an int) or several "
+                            "(a tuple of ints)")
         partners = (dst,) if isinstance(dst, numbers.Integral) else tuple(dst)
         if not partners:
             raise ValueError(f"class {src} has an empty list of partner classes in the flip table")
@@ -191,9 +202,20 @@ class NoisyLabels:
             (noise resisted); ``clean_fit``, uncorrupted images predicted correctly.
 
         Raises:
-            ValueError: a prediction count that is not the label count.
+            ValueError: a prediction count that is not the label count, or not ``(N,)`` (pass ``logits.argmax(1)``).
+            TypeError: predictions that are not integer class indices.
         """
-        pred = torch.as_tensor(predictions).long().cpu().view(-1)
+        try:
+            pred = torch.as_tensor(np.asarray(predictions) if isinstance(predictions, (list, tuple)) else predictions)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"predictions must be a tensor or array of predicted class indices, got "
+                            f"{show(predictions)}; e.g. logits.argmax(1)") from None
+        if pred.dim() != 1:
+            raise ValueError(f"predictions must be (N,) class indices, got shape {tuple(pred.shape)}; for logits or "
+                             "probabilities (N, C) pass logits.argmax(1)")
+        if pred.dtype.is_floating_point or pred.dtype.is_complex or pred.dtype == torch.bool:
+            raise TypeError(f"predictions must be integer class indices, got dtype {pred.dtype}; e.g. logits.argmax(1)")
+        pred = pred.long().cpu()
         if pred.shape[0] != self.labels.shape[0]:
             raise ValueError(
                 f"got {pred.shape[0]} predictions for {self.labels.shape[0]} noisy labels; predict on the "
@@ -262,14 +284,14 @@ def make_noisy_labels(
     Raises:
         ValueError: a rate outside ``[0, 1)``, an unknown kind, labels out of range or not 1-D, a flip table
             naming unknown classes or a class flipping to itself, ``flips`` given for symmetric noise.
-        TypeError: non-integer labels or a non-numeric rate.
+        TypeError: non-integer labels, a non-numeric rate, a seed or ``num_classes`` that is not an int, a flip
+            table that is not a dict.
     """
     if kind not in NOISE_KINDS:
         raise ValueError(f"unknown noise kind {kind!r}; choose one of {NOISE_KINDS}")
     rate = _check_rate(rate)
     clean, num_classes = _check_labels(labels, num_classes)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = check_int("seed", seed, min=0, fix="any int >= 0 fixes the draw")
     rng = np.random.default_rng([int(seed), 7919])
     y = clean.numpy()
     n = len(y)
@@ -316,6 +338,8 @@ def load_noisy_labels(path: PathLike, clean_labels: Any, num_classes: Optional[i
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no noisy-label file at {path}; make one with make_noisy_labels(...).save(path)")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; pass the .json file written by NoisyLabels.save")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -324,6 +348,10 @@ def load_noisy_labels(path: PathLike, clean_labels: Any, num_classes: Optional[i
         raise ValueError(f"{path} is not a noisy-label file written by NoisyLabels.save")
     if data.get("version") != _VERSION:
         raise ValueError(f"{path} has format version {data.get('version')!r}; this package reads version {_VERSION}")
+    missing = [k for k in ("num_classes", "n", "labels", "clean_fingerprint", "kind", "rate", "seed") if k not in data]
+    if missing:
+        raise ValueError(f"{path} is an incomplete noisy-label file (no {', '.join(missing)}); make it again with "
+                         "make_noisy_labels(...).save(path)")
     saved_c = int(data["num_classes"])
     if num_classes is not None and int(num_classes) != saved_c:
         raise ValueError(f"{path} was made for {saved_c} classes, not {num_classes}")
@@ -345,8 +373,15 @@ def load_noisy_labels(path: PathLike, clean_labels: Any, num_classes: Optional[i
 
 def dataset_labels(dataset: Dataset) -> Tensor:
     """The class labels of a data set as an ``(N,)`` int64 tensor: its ``targets`` attribute (tensor or list,
-    as in torchvision's data sets) when present, else read item by item (``dataset[i][1]``)."""
+    as in torchvision's data sets) when present, else read item by item (``dataset[i][1]``).
+
+    Raises:
+        TypeError: not a map-style data set (no ``len`` and indexing).
+    """
     targets = getattr(dataset, "targets", None)
+    if targets is None and not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+        raise TypeError(f"dataset must be a data set of (image, label) items, got {type(dataset).__name__}; pass the "
+                        "data set itself, not a DataLoader")
     if targets is not None:
         return torch.as_tensor(np.asarray(targets)).long().view(-1) if not isinstance(targets, Tensor) else targets.long()
     return torch.tensor([int(dataset[i][1]) for i in range(len(dataset))], dtype=torch.int64)
