@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from .claims import CLAIMS, ClaimReport, improvement, loss_label
+from .claims import CLAIMS, ClaimReport, improvement, loss_label, metric_words
 
 __all__ = ["plot_claim_differences", "VERDICT_COLORS"]
 
@@ -28,7 +28,7 @@ def _line_label(row: Mapping[str, Any]) -> str:
     data = str(row.get("data", ""))
     if len(data) > 44:
         data = data[:43] + "…"
-    return f"{data} · {row.get('metric', '')} · {loss_label(str(row.get('loss', '')))} vs {loss_label(str(row.get('baseline', 'ce')))}"
+    return f"{data} · {metric_words(row.get('metric', ''))} · {loss_label(str(row.get('loss', '')))} vs {loss_label(str(row.get('baseline', 'ce')))}"
 
 
 def plot_claim_differences(report: ClaimReport, rows: Optional[Sequence[Mapping[str, Any]]] = None,

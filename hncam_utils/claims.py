@@ -34,7 +34,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from .results import load_results, results_path
 
 __all__ = ["Claim", "Setting", "CLAIMS", "NOT_TESTED", "ClaimReport", "collect_claims", "claims_markdown",
-           "missing_markdown", "loss_label", "is_hnc_row", "improvement", "verdict_counts", "NOTEBOOKS"]
+           "missing_markdown", "loss_label", "metric_words", "is_hnc_row", "improvement", "verdict_counts", "NOTEBOOKS"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -88,8 +88,8 @@ class Claim:
 
 _DIGITS = "Cluttered Digits"
 _GPU = ("smoke", "gpu")  # CIFAR and CUB: the gpu recipe, or the smoke pipeline check on fixtures
-_CIFAR_NEEDS = "CIFAR-10/100 and a GPU (python data_scripts/get_cifar.py)"
-_CUB_NEEDS = "CUB-200-2011, ImageNet-pretrained weights and a GPU (python data_scripts/get_cub200.py)"
+_CIFAR_NEEDS = "CIFAR-10/100 and a GPU; get the data with python data_scripts/get_cifar.py"
+_CUB_NEEDS = "CUB-200-2011, ImageNet-pretrained weights and a GPU; get the data with python data_scripts/get_cub200.py"
 
 CLAIMS: Tuple[Claim, ...] = (
     Claim("negative_cams", "Negative CAMs lose their peaks, and localization improves",
@@ -119,6 +119,19 @@ NOT_TESTED: Tuple[Dict[str, str], ...] = (
                 "--data-root /data/imagenet --model resnet101 --loss hnc_kd --k 100 --hnc-lambda 0.0065 "
                 "--epochs 120 --batch-size 256 --lr 0.1 --out runs/in1k-r101-kd --checkpoint-every 1000"},
 )
+
+
+#: Short metric keys that some notebooks save (the package's metric names), shown in words.
+METRIC_WORDS: Dict[str, str] = {
+    "top1": "test accuracy %", "map": "mAP %", "macro_f1": "macro F1 %",
+    "neg_peak": "top-1 negative CAM peak (lower is better)",
+    "neg_ratio": "top-1 negative / ground-truth CAM peak (lower is better)",
+}
+
+
+def metric_words(metric: str) -> str:
+    """A saved metric name as the table prints it (``"top1"`` -> ``"test accuracy %"``; others unchanged)."""
+    return METRIC_WORDS.get(str(metric), str(metric))
 
 
 def is_hnc_row(row: Mapping[str, Any]) -> bool:
@@ -278,7 +291,7 @@ def claims_markdown(report: ClaimReport) -> str:
                 where += f" [{notes.index(r['note']) + 1}]"
             means = (f"{loss_label(str(r.get('baseline', 'ce')))} {_fmt(r.get('baseline_mean'))} → "
                      f"{loss_label(str(r.get('loss', '')))} {_fmt(r.get('loss_mean'))}")
-            lines.append(f"| {statements[claim.key] if i == 0 else ''} | {where} | {r.get('metric', '')} | {means} | "
+            lines.append(f"| {statements[claim.key] if i == 0 else ''} | {where} | {metric_words(r.get('metric', ''))} | {means} | "
                          f"{mean} {ci} | {v.get('wins', '?')}/{n} | {v.get('verdict', '')} |")
         for nt in NOT_TESTED:
             if nt["claim"] == claim.key:

@@ -85,6 +85,12 @@ def test_improvement_turns_lower_is_better_metrics_around(saved):
     assert mean == pytest.approx(5.0) and low < mean < high and low > 0
 
 
+def test_short_metric_keys_are_shown_in_words():
+    from hncam_utils.claims import metric_words
+
+    assert metric_words("top1") == "test accuracy %" and metric_words("mAP %") == "mAP %"
+
+
 def test_loss_labels():
     assert loss_label("hnc_kd") == "CE + HNC_kd" and loss_label("gce+hnc") == "GCE + HNC"
     assert loss_label("cosface+hnc") == "CosFace + HNC" and loss_label("bce") == "BCE"
