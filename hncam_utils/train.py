@@ -506,11 +506,18 @@ def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
 
 
 def _progress(iterable, progress: bool, **kwargs):
+    """``iterable`` with a ``tqdm.auto`` bar (pass ``total``), iterated exactly once.
+
+    ``tqdm.auto`` outside a notebook is tqdm's asyncio class, whose constructor calls ``iter(iterable)`` and
+    iteration calls it again. A shuffling ``DataLoader`` draws its order from its generator at every ``iter``, so
+    the discarded first iterator would change the batch order: training with a progress bar would give other
+    weights than without. Handing tqdm one iterator keeps the two identical.
+    """
     if not progress:
         return iterable
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, **kwargs)
+    return tqdm(iter(iterable), **kwargs)
 
 
 def _is_device_loader(data: Any) -> bool:

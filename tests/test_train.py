@@ -249,3 +249,22 @@ def test_checkpoint_from_before_a_new_setting_existed_still_loads(tiny, tmp_path
     assert len(hist["epoch"]) == 1
     with pytest.raises(CheckpointMismatchError, match="label_smoothing"):
         fit(small_model(), train, CFG.replace(epochs=1, label_smoothing=0.1), checkpoint=ckpt, progress=False)
+
+
+def test_a_progress_bar_does_not_change_what_is_trained(tmp_path):
+    """tqdm.auto's class calls iter() on its iterable twice; a shuffling DataLoader's order depends on how often
+    it is iterated, so fit must hand tqdm one iterator (progress=True and False train the same weights)."""
+    from torch.utils.data import TensorDataset
+
+    from hncam_utils.models import digits_cnn
+    from hncam_utils.train import TrainConfig, fit
+
+    gen = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.rand(96, 1, 48, 48, generator=gen), torch.randint(0, 10, (96,), generator=gen))
+    weights = []
+    for progress in (False, True):
+        torch.manual_seed(1)
+        model = digits_cnn(num_classes=10)
+        fit(model, data, TrainConfig(epochs=2, batch_size=32, seed=3), progress=progress)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(weights[0], weights[1])
