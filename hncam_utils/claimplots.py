@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from .claims import CLAIMS, ClaimReport, improvement, loss_label, metric_words
+from .claims import CLAIMS, ClaimReport, improvement, interval_text, loss_label, metric_words
 
 __all__ = ["plot_claim_differences", "VERDICT_COLORS"]
 
@@ -79,8 +79,7 @@ def plot_claim_differences(report: ClaimReport, rows: Optional[Sequence[Mapping[
             ax.axis("off")
             fig.text(0.545, 1 - (y - 0.4) / height, _line_label(r), fontsize=7.5, ha="right", va="center")
             v = r.get("verdict") or {}
-            ci = (f"[{float(v['ci_low']):+.2f}, {float(v['ci_high']):+.2f}]"
-                  if isinstance(v.get("ci_low"), (int, float)) and isinstance(v.get("ci_high"), (int, float)) else "")
+            ci = interval_text(v)
             raw = f"{float(v['mean']):+.2f} {ci}" if isinstance(v.get("mean"), (int, float)) else ""
             fig.text(0.78, 1 - (y - 0.4) / height, f"{raw}  {v.get('wins', '?')}/{v.get('n', '?')}  {verdict}",
                      fontsize=7.5, va="center", color=color)

@@ -34,7 +34,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from .results import load_results, results_path
 
 __all__ = ["Claim", "Setting", "CLAIMS", "NOT_TESTED", "ClaimReport", "collect_claims", "claims_markdown",
-           "missing_markdown", "loss_label", "metric_words", "is_hnc_row", "improvement", "verdict_counts", "NOTEBOOKS"]
+           "missing_markdown", "loss_label", "metric_words", "is_hnc_row", "improvement", "interval_text", "verdict_counts", "NOTEBOOKS"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -155,6 +155,14 @@ def improvement(row: Mapping[str, Any]) -> Tuple[float, float, float]:
     if sign < 0:
         low, high = -high, -low
     return sign * mean, low, high
+
+
+def interval_text(verdict: Mapping[str, Any]) -> str:
+    """A saved verdict's 95% interval as ``"[-1.23, +4.56]"``, or ``""`` when it has none (n = 1)."""
+    low, high = verdict.get("ci_low"), verdict.get("ci_high")
+    if isinstance(low, (int, float)) and isinstance(high, (int, float)):
+        return f"[{float(low):+.2f}, {float(high):+.2f}]"
+    return ""
 
 
 def verdict_counts(rows: Iterable[Mapping[str, Any]]) -> Dict[str, int]:
@@ -281,8 +289,7 @@ def claims_markdown(report: ClaimReport) -> str:
         for i, r in enumerate(rows):
             v = r.get("verdict") or {}
             n = v.get("n", "?")
-            ci = f"[{float(v['ci_low']):+.2f}, {float(v['ci_high']):+.2f}]" \
-                if isinstance(v.get("ci_low"), (int, float)) and isinstance(v.get("ci_high"), (int, float)) else "n/a"
+            ci = interval_text(v) or "n/a"
             mean = f"{float(v['mean']):+.2f}" if isinstance(v.get("mean"), (int, float)) else "–"
             where = " · ".join(str(r.get(k, "")) for k in ("notebook", "data", "model", "budget", "profile"))
             if r.get("note"):
